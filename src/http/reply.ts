@@ -1,0 +1,83 @@
+/**
+ * Local replies: every response the proxy makes itself is SPEC §5's JSON. Two shapes exist because
+ * some refusals happen before Node has built a request/response pair (parser errors, CONNECT,
+ * upgrades): those are written straight to the socket and the connection is closed.
+ */
+import type { ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { ERRORS, errorBody, type Reason } from "../errors.ts";
+import type { Deny } from "../rules/verdict.ts";
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  417: "Expectation Failed",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+export interface ReplyOptions {
+  /** Extra headers (CORS, x-request-id). Values must not be secrets. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Close the connection after the reply (framing errors, body cut off mid-stream). */
+  readonly close?: boolean;
+}
+
+function replyHeaders(deny: Deny, body: string, close: boolean): Record<string, string> {
+  const headers: Record<string, string> = {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+  };
+  const status = ERRORS[deny.reason].status;
+  if (status === 401) headers["www-authenticate"] = "Bearer";
+  if (deny.retryAfterSeconds !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(deny.retryAfterSeconds)));
+  if (close) headers["connection"] = "close";
+  return headers;
+}
+
+/**
+ * Sends the JSON error for `deny` on a response that has not started yet. Returns false (and
+ * destroys the response) when headers were already sent: a half-sent upstream response must look
+ * truncated to the client, never like a success.
+ */
+export function sendDeny(res: ServerResponse, deny: Deny, options: ReplyOptions = {}): boolean {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return false;
+  }
+  const body = errorBody(deny.reason);
+  const headers = { ...options.headers, ...replyHeaders(deny, body, options.close === true) };
+  if (options.close === true) res.shouldKeepAlive = false;
+  res.writeHead(ERRORS[deny.reason].status, headers);
+  res.end(body);
+  return true;
+}
+
+/** Convenience for `sendDeny(res, { ok: false, reason })`. */
+export function sendReason(res: ServerResponse, reason: Reason, options: ReplyOptions = {}): boolean {
+  return sendDeny(res, { ok: false, reason }, options);
+}
+
+/** Writes a complete HTTP/1.1 error response to a raw socket and closes it. */
+export function writeRawReply(socket: Duplex, deny: Deny): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = errorBody(deny.reason);
+  const status = ERRORS[deny.reason].status;
+  const headers = replyHeaders(deny, body, true);
+  let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  socket.end(head + "\r\n" + body);
+}
