@@ -1,0 +1,82 @@
+import t from "tap";
+import type { ProxyConfig } from "../../src/config/types.ts";
+import {
+  boundedValue,
+  compileLabelSets,
+  fingerprintLabel,
+  labelSetsFromConfig,
+  reasonLabel,
+  routeLabel,
+  statusLabel,
+} from "../../src/observe/labels.ts";
+
+void t.test("routeLabel drops the allowed-query list", (t) => {
+  t.equal(routeLabel("GET /v1/generations?limit&after"), "GET /v1/generations");
+  t.equal(routeLabel("GET /v1/models/{id}"), "GET /v1/models/{id}");
+  t.end();
+});
+
+void t.test("labelSetsFromConfig collects clients, routes, models (allowlists and pricing) and keys", (t) => {
+  // Only the fields the function reads; the rest of ProxyConfig does not matter here.
+  const config = {
+    keys: { default: {}, production: {} },
+    clients: [
+      { id: "web-app", routes: ["GET /v1/models", "GET /v1/generations?limit&after"], models: ["stability/sdxl"] },
+      { id: "batch", routes: ["GET /v1/models", "POST /v1/images/generations"] },
+    ],
+    pricing: { "stability/sdxl": 0.004, "openai/dall-e-3": 0.04, default: 0.01 },
+  } as unknown as ProxyConfig;
+  t.same(labelSetsFromConfig(config), {
+    clients: ["web-app", "batch"],
+    routes: ["GET /v1/models", "GET /v1/generations", "POST /v1/images/generations"],
+    models: ["stability/sdxl", "openai/dall-e-3"],
+    keys: ["default", "production"],
+  });
+  t.end();
+});
+
+void t.test("compiled sets map unknown values to the fallbacks", (t) => {
+  const b = compileLabelSets({ clients: ["a"], routes: ["GET /x?q"], models: ["m"], keys: ["k"] });
+  t.equal(b.client("a"), "a");
+  t.equal(b.client("b"), "unknown");
+  t.equal(b.client(undefined), "unknown");
+  t.equal(b.client("__proto__"), "unknown", "no prototype lookups");
+  t.equal(b.route("GET /x"), "GET /x");
+  t.equal(b.route("GET /x?q"), "GET /x");
+  t.equal(b.route("GET /y"), "other");
+  t.equal(b.route(undefined), "other");
+  t.equal(b.model("m"), "m");
+  t.equal(b.model("constructor"), "other");
+  t.equal(b.model(undefined), "other");
+  t.ok(b.hasKey("k"));
+  t.notOk(b.hasKey("toString"));
+  t.ok(b.allows("client", "unknown"));
+  t.ok(b.allows("route", "other"));
+  t.ok(b.allows("model", "other"));
+  t.notOk(b.allows("key", "other"), "keys have no fallback series");
+  t.notOk(b.allows("client", "b"));
+  t.ok(Object.isFrozen(b.sets.clients));
+  t.end();
+});
+
+void t.test("statusLabel and reasonLabel", (t) => {
+  t.equal(statusLabel(100), "100");
+  t.equal(statusLabel(599), "599");
+  for (const bad of [0, 99, 600, -200, 200.1, Number.NaN, Number.POSITIVE_INFINITY]) t.equal(statusLabel(bad), "other", String(bad));
+  t.equal(reasonLabel("rate_limited"), "rate_limited");
+  t.equal(reasonLabel("hasOwnProperty"), "other");
+  t.end();
+});
+
+void t.test("boundedValue and fingerprintLabel", (t) => {
+  t.equal(boundedValue("", 10), "");
+  t.equal(boundedValue("v12", 10), "v12");
+  t.equal(boundedValue("2024-01-01 12:00", 20), "2024-01-01 12:00");
+  t.equal(boundedValue("x".repeat(11), 10), "invalid");
+  t.equal(boundedValue("a\nb", 10), "invalid");
+  t.equal(boundedValue(" a", 10), "invalid", "no leading or trailing space");
+  t.equal(boundedValue("é", 10), "invalid");
+  t.equal(fingerprintLabel("0123abcd"), "0123abcd");
+  for (const bad of ["0123ABCD", "0123abc", "0123abcde", "sk-live-abc", ""]) t.equal(fingerprintLabel(bad), "invalid", bad);
+  t.end();
+});
