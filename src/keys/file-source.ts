@@ -1,0 +1,208 @@
+/**
+ * `source: file` — the key is the content of a file, typically a mounted Kubernetes Secret (SPEC §3).
+ *
+ * Reading is bounded and refuses anything but a regular file: a key path pointing at a FIFO would
+ * otherwise block a libuv thread for ever (four of those and every `fs` and DNS call in the process
+ * stalls), and `/dev/zero` would be read until memory runs out.
+ *
+ * Change detection, so a rotated Secret is picked up without waiting for the refresh interval:
+ * - the kubelet updates a Secret volume by writing a new timestamped directory and swapping the
+ *   `..data` symlink (the key file itself is a symlink through `..data`), so no event ever arrives
+ *   for the key file's own name: the *directory* is watched, and any event there triggers a check;
+ * - inotify events are lost on some filesystems (network and FUSE mounts, overlay corner cases) and a
+ *   path may be a symlink into another directory that is not watched at all, so the file is also
+ *   `stat`ed on a timer;
+ * - a check compares the identity and times of the file (following symlinks) with the last one seen
+ *   and calls the listener only when they differ, so unrelated activity in the directory costs one
+ *   `stat`, not a re-read, and a burst of events is debounced into one check.
+ */
+import { constants, watch, type FSWatcher, type Stats } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { Logger } from "../observe/log.ts";
+import type { KeySource, SourceValue } from "./types.ts";
+
+/** Largest key file accepted, in bytes (16 KiB). */
+export const FILE_MAX_BYTES = 16 * 1024;
+/** Default period of the `stat` poll, in ms. */
+export const FILE_POLL_INTERVAL_MS = 2_000;
+/** Default delay between a directory event and the check it triggers, in ms. */
+export const FILE_DEBOUNCE_MS = 100;
+
+export interface FileSourceOptions {
+  /** Largest file accepted, in bytes; default 16 KiB. */
+  readonly maxBytes?: number;
+  /** Period of the `stat` poll in ms; default 2000; 0 turns polling off. */
+  readonly pollInterval?: number;
+  /** Delay in ms from a directory event to the check; default 100. */
+  readonly debounce?: number;
+  /** Watch the directory with `fs.watch`; default true. */
+  readonly watch?: boolean;
+  /** Where watcher trouble is reported (debug/warn); default none. */
+  readonly logger?: Logger;
+}
+
+function signature(stats: Stats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+}
+
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : err instanceof Error ? err.message : "unknown error";
+}
+
+/** Drops one trailing "\n" or "\r\n" (SPEC §3: "a file's trailing newline is dropped"). */
+export function dropTrailingNewline(text: string): string {
+  if (text.endsWith("\r\n")) return text.slice(0, -2);
+  if (text.endsWith("\n")) return text.slice(0, -1);
+  return text;
+}
+
+/**
+ * Creates a file source. `version` is the file's mtime in whole ms — never anything derived from the
+ * content. Watching and polling start when a listener is registered with `onChange`.
+ */
+export function createFileSource(config: { readonly file: string }, options: FileSourceOptions = {}): KeySource {
+  const path = config.file;
+  const maxBytes = options.maxBytes ?? FILE_MAX_BYTES;
+  const pollInterval = options.pollInterval ?? FILE_POLL_INTERVAL_MS;
+  const debounce = options.debounce ?? FILE_DEBOUNCE_MS;
+  const logger = options.logger;
+
+  let listener: (() => void) | undefined;
+  let lastSeen: string | undefined;
+  let watcher: FSWatcher | undefined;
+  let poller: ReturnType<typeof setInterval> | undefined;
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  let checking = false;
+  let started = false;
+  let closed = false;
+
+  function unreadable(err: unknown): Error {
+    return new Error(`cannot read key file ${path}: ${errorCode(err)}`);
+  }
+
+  async function read(signal: AbortSignal): Promise<SourceValue> {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    const handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)).catch((err: unknown) => {
+      throw unreadable(err);
+    });
+    try {
+      const stats = await handle.stat().catch((err: unknown) => {
+        throw unreadable(err);
+      });
+      if (!stats.isFile()) throw new Error(`key file ${path} is not a regular file`);
+      if (stats.size > maxBytes) throw new Error(`key file ${path} is larger than ${maxBytes} bytes`);
+      // The size can change between fstat and read; read one byte more than allowed to notice.
+      const buffer = Buffer.alloc(maxBytes + 1);
+      let length = 0;
+      while (length < buffer.length) {
+        if (signal.aborted) throw new Error("fetch aborted");
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length).catch((err: unknown) => {
+          throw unreadable(err);
+        });
+        if (bytesRead === 0) break;
+        length += bytesRead;
+      }
+      if (length > maxBytes) throw new Error(`key file ${path} is larger than ${maxBytes} bytes`);
+      const text = buffer.toString("utf8", 0, length);
+      buffer.fill(0);
+      // What was read is the baseline for change detection: a change after this point is noticed.
+      lastSeen = signature(stats);
+      return { value: dropTrailingNewline(text), version: String(Math.trunc(stats.mtimeMs)) };
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  async function check(): Promise<void> {
+    if (checking || closed) return;
+    checking = true;
+    try {
+      let current: string;
+      try {
+        current = signature(await stat(path));
+      } catch (err) {
+        current = `missing:${errorCode(err)}`;
+      }
+      if (closed) return;
+      if (lastSeen === undefined) {
+        lastSeen = current;
+        return;
+      }
+      if (current !== lastSeen) {
+        lastSeen = current;
+        try {
+          listener?.();
+        } catch (err) {
+          // check() runs from timers and watcher events: a throw here would be an unhandled rejection.
+          logger?.warn("key file change listener failed", { file: path, error: errorCode(err) });
+        }
+      }
+    } finally {
+      checking = false;
+    }
+  }
+
+  function scheduleCheck(): void {
+    if (pending !== undefined || closed) return;
+    pending = setTimeout(() => {
+      pending = undefined;
+      void check();
+    }, debounce);
+    pending.unref();
+  }
+
+  function startWatching(): void {
+    if (options.watch === false) return;
+    const directory = dirname(path);
+    try {
+      watcher = watch(directory, { persistent: false }, scheduleCheck);
+      watcher.on("error", (err: unknown) => {
+        // The directory went away or inotify gave up: the poll still sees changes.
+        logger?.warn("key file watch stopped; polling only", { file: path, error: errorCode(err) });
+        watcher?.close();
+        watcher = undefined;
+      });
+    } catch (err) {
+      logger?.warn("key file cannot be watched; polling only", {
+        file: path,
+        directory,
+        error: errorCode(err),
+      });
+    }
+  }
+
+  function startPolling(): void {
+    if (pollInterval <= 0) return;
+    poller = setInterval(() => void check(), pollInterval);
+    poller.unref();
+  }
+
+  return {
+    kind: "file",
+    fetch(signal: AbortSignal): Promise<SourceValue> {
+      if (signal.aborted) return Promise.reject(new Error("fetch aborted"));
+      return read(signal);
+    },
+    /** One listener: a later call replaces it (the keyring that adopted this source on a reload). */
+    onChange(next: () => void): void {
+      listener = next;
+      if (closed || started) return;
+      started = true;
+      logger?.debug("watching key file", { file: path });
+      startWatching();
+      startPolling();
+    },
+    close(): void {
+      closed = true;
+      listener = undefined;
+      watcher?.close();
+      watcher = undefined;
+      if (poller !== undefined) clearInterval(poller);
+      poller = undefined;
+      if (pending !== undefined) clearTimeout(pending);
+      pending = undefined;
+    },
+  };
+}
