@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+/**
+ * The entry point: the only place that reads argv and the environment, handles signals and exits.
+ * Exit codes (SPEC §2): 0 clean stop, 78 bad config, 1 any other fatal error at start.
+ */
+import { parseCommand, USAGE } from "./cli/args.ts";
+import { runCheck } from "./cli/check.ts";
+import { runHashToken } from "./cli/hash-token.ts";
+import { runTestPolicy } from "./cli/test-policy.ts";
+import { ConfigError, startProxy } from "./cli/run.ts";
+import { createLogger, errorFields } from "./observe/log.ts";
+import { VERSION } from "./version.ts";
+
+const EXIT_CONFIG = 78;
+
+const out = {
+  stdout: (text: string) => process.stdout.write(text),
+  stderr: (text: string) => process.stderr.write(text),
+};
+
+async function main(): Promise<number | undefined> {
+  const command = parseCommand(process.argv.slice(2), process.env);
+  switch (command.kind) {
+    case "help":
+      out.stdout(USAGE);
+      return 0;
+    case "version":
+      out.stdout(`${VERSION}\n`);
+      return 0;
+    case "usage-error":
+      out.stderr(`mythiq-proxy: ${command.message}\n\n${USAGE}`);
+      return 2;
+    case "check":
+      return runCheck(command.config, out);
+    case "hash-token":
+      return runHashToken(process.stdin, out);
+    case "test-policy":
+      return runTestPolicy(command.config, command.cases, out);
+    case "run":
+      return run(command.config);
+  }
+}
+
+const logger = createLogger();
+
+/** Runs the proxy until a signal stops it. Resolves only for start-up failures. */
+async function run(configFile: string): Promise<number | undefined> {
+  let proxy;
+  try {
+    proxy = await startProxy({ configFile, env: process.env, logger });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const line of err.lines) out.stderr(`${line}\n`);
+      logger.error("invalid config, not starting", { config: configFile, problems: err.lines.length });
+      return EXIT_CONFIG;
+    }
+    logger.error("start failed", errorFields(err));
+    return 1;
+  }
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // A second signal means "now": Kubernetes escalates to SIGKILL anyway.
+      logger.warn("second signal, exiting without waiting for the drain", { signal });
+      process.exit(0);
+    }
+    stopping = true;
+    proxy
+      .stop(signal)
+      .then(() => process.exit(0))
+      .catch((err: unknown) => {
+        logger.error("stop failed", errorFields(err));
+        process.exit(1);
+      });
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  process.on("SIGHUP", () => {
+    proxy.reload("SIGHUP").catch((err: unknown) => logger.error("reload failed", errorFields(err)));
+  });
+  return undefined;
+}
+
+// Last line of defence: nothing a caller sends may crash the proxy, so a stray exception is logged
+// (through the redacting logger, without its stack) and serving goes on.
+process.on("uncaughtException", (err) => logger.error("uncaught exception", errorFields(err)));
+process.on("unhandledRejection", (err) => logger.error("unhandled rejection", errorFields(err)));
+
+main().then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`mythiq-proxy: ${errorFields(err).error}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,69 @@
+/**
+ * The order of the admission checks (SPEC §4 steps 3–6). The order is a security property, so it is
+ * fixed here in code, one comment per step, and never taken from the YAML.
+ */
+import type { ProxyConfig } from "../config/types.ts";
+import type { Keyring } from "../keys/types.ts";
+import { createCallerIpRule } from "./caller-ip.ts";
+import { createIdentityCheck, type AuthFailures, type SessionVerifier } from "./identity-check.ts";
+import { createNetworkCheck } from "./network-check.ts";
+import { createOriginCheck } from "./origin-check.ts";
+import { createRouteCheck } from "./route-check.ts";
+import type { Rule } from "./rule.ts";
+import { CONTINUE, deny, type Verdict } from "./verdict.ts";
+
+/** Seconds a caller is told to wait while a key is not held yet. */
+export const KEY_UNAVAILABLE_RETRY_SECONDS = 5;
+
+export interface AdmissionDeps {
+  readonly keyring: Keyring;
+  readonly authFailures?: AuthFailures;
+  readonly sessions?: SessionVerifier;
+  /** Step 6 (rate, concurrency, budget), in their own order. */
+  readonly limits?: readonly Rule[];
+}
+
+/**
+ * Refuses with 503 `key_unavailable` while the client's key is not held (or is older than
+ * `max_stale`). It runs after the route check, so only a caller that would be allowed learns that
+ * the proxy has no key, and before the limits, so such a request spends none of the caller's quota.
+ */
+export function createKeyAvailableCheck(keyring: Keyring): Rule {
+  return {
+    name: "key-available",
+    check(ctx): Verdict {
+      const keyName = ctx.client?.key;
+      if (keyName === undefined) return deny("missing_credentials", "no client identified before the key check");
+      return keyring.current(keyName) === undefined
+        ? deny("key_unavailable", `key ${keyName} not held`, KEY_UNAVAILABLE_RETRY_SECONDS)
+        : CONTINUE;
+    },
+  };
+}
+
+export function buildAdmissionRules(config: ProxyConfig, deps: AdmissionDeps): readonly Rule[] {
+  const identityDeps = {
+    ...(deps.authFailures === undefined ? {} : { authFailures: deps.authFailures }),
+    ...(deps.sessions === undefined ? {} : { sessions: deps.sessions }),
+  };
+  return Object.freeze([
+    // Who is asking from where: the socket peer, or the right-most untrusted X-Forwarded-For hop
+    // behind a trusted proxy. Everything after this talks about ctx.ip, never the raw header.
+    createCallerIpRule(config.trusted_proxies),
+    // Step 3, who is calling: a static token, a session JWT, or an anonymous client whose origins /
+    // networks match. Failed attempts count against limits.auth_failures per caller IP.
+    createIdentityCheck(config.clients, identityDeps),
+    // Step 4, origin: a listed client's browser Origin must match (cookie sessions always need one),
+    // so another site cannot ride on a user's cookie or a public client.
+    createOriginCheck(config.clients),
+    // Step 4, network: the caller IP must be in the client's networks when it lists them.
+    createNetworkCheck(config.clients),
+    // Step 5, route: METHOD + canonical path must match one of the client's routes exactly, and
+    // every query parameter must be listed for that route.
+    createRouteCheck(config.clients),
+    // The key must be held before any quota is spent or any body byte is read.
+    createKeyAvailableCheck(deps.keyring),
+    // Step 6, limits: rate, concurrency, daily budget.
+    ...(deps.limits ?? []),
+  ]);
+}

@@ -1,0 +1,135 @@
+/**
+ * Everything derived from one version of the config: compiled rules, the keyring, the forwarder.
+ * The request handler reads the runtime once per request, so a reload (which builds a new runtime
+ * and swaps it) never changes the rules under a request already in flight.
+ */
+import type { IncomingMessage } from "node:http";
+import type { ProxyConfig } from "./config/types.ts";
+import { createBodyPolicy } from "./rules/body-check.ts";
+import { createCors } from "./http/cors.ts";
+import type { Target } from "./http/target.ts";
+import type { Environment } from "./keys/env-source.ts";
+import { createKeyring, type ManagedKeyring } from "./keys/keyring.ts";
+import { builtinSources, createSource, type SourceDeps, type SourceRegistry } from "./keys/sources.ts";
+import type { Logger } from "./observe/log.ts";
+import type { Metrics } from "./observe/metrics.ts";
+import { createForwarder, type Forwarder } from "./proxy/forward.ts";
+import { createAuthFailureLimiter } from "./rules/auth-failures.ts";
+import { buildAdmissionRules } from "./rules/build.ts";
+import type { RequestContext } from "./rules/context.ts";
+import { normalizeIp, UNKNOWN_IP } from "./rules/ip.ts";
+import { createSessionVerifier } from "./rules/sessions.ts";
+import type { Rule } from "./rules/rule.ts";
+import type { Deny, Verdict } from "./rules/verdict.ts";
+
+export type Preflight = { ok: true; headers: Readonly<Record<string, string>> } | { ok: false; deny: Deny };
+
+/** Whether the body is read into memory before forwarding (checked or replayable) or streamed. */
+export type BodyPlan = { ok: true; hold: boolean } | Deny;
+
+export interface Runtime {
+  readonly config: ProxyConfig;
+  /** First 12 hex of sha256 of the config file (`config_info{hash}`). */
+  readonly hash: string;
+  createContext(input: { id: string; req: IncomingMessage; target: Target & { ok: true } }): RequestContext;
+  /** Step 2: undefined when the request is not a CORS preflight. */
+  preflight(ctx: RequestContext): Preflight | undefined;
+  /** Steps 3–6 in order. */
+  readonly admission: readonly Rule[];
+  /** Headers added to every response once the caller is known (CORS for allowed origins). */
+  responseHeaders(ctx: RequestContext): Readonly<Record<string, string>>;
+  /** Step 7, before reading: content type allowed, and whether to hold the body. */
+  bodyPlan(ctx: RequestContext, hasBody: boolean, declaredLength: number | undefined): BodyPlan;
+  /** Step 7, on a held body: the model allowlist. */
+  checkBody(ctx: RequestContext, body: Buffer): Verdict;
+  readonly keyring: ManagedKeyring;
+  readonly forwarder: Forwarder;
+}
+
+export interface RuntimeDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Environment for `source: env` keys (scrubbed once read). */
+  readonly env: Environment;
+  /** Key source factories (vault and aws register here). */
+  readonly sources?: SourceRegistry;
+  /** Tuning for file key sources (tests). */
+  readonly fileSources?: SourceDeps["file"];
+  /** The runtime being replaced by a reload: its held keys are adopted when their settings did not change. */
+  readonly previous?: Runtime;
+}
+
+/**
+ * Compiles a validated config into a runtime. Does not start anything: call `keyring.start()`
+ * once the runtime is in place.
+ */
+export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDeps): Runtime {
+  const { logger, metrics } = deps;
+  const sourceDeps: SourceDeps = {
+    env: deps.env,
+    logger,
+    ...(deps.fileSources === undefined ? {} : { file: deps.fileSources }),
+  };
+  const keyring = createKeyring({
+    keys: config.keys,
+    createSource: (_name, keyConfig) => createSource(keyConfig, sourceDeps, deps.sources ?? builtinSources),
+    logger,
+    events: {
+      refreshed(event) {
+        if (event.result === "failed") metrics.keyFetchFailed(event.name, event.source);
+        else if (event.key !== undefined) metrics.keyFetched(event.key);
+      },
+    },
+    ...(deps.previous === undefined ? {} : { previous: deps.previous.keyring }),
+  });
+  const forwarder = createForwarder({
+    upstream: config.upstream,
+    logger,
+    refreshKey: async (name, refused) => {
+      const fresh = await keyring.refreshNow(name);
+      return fresh !== undefined && fresh.fingerprint !== refused.fingerprint ? fresh : undefined;
+    },
+    onUpstreamError: (reason) => metrics.upstreamError(reason),
+  });
+  const authFailures = createAuthFailureLimiter({
+    requests: config.limits.auth_failures.requests,
+    per: config.limits.auth_failures.per,
+  });
+  const sessions = createSessionVerifier(config);
+  const admission = buildAdmissionRules(config, { keyring, authFailures, ...(sessions === undefined ? {} : { sessions }) });
+  const cors = createCors(config);
+  const body = createBodyPolicy();
+
+  return Object.freeze({
+    config,
+    hash,
+    createContext({ id, req, target }) {
+      const origin = req.headers.origin;
+      return {
+        id,
+        method: req.method ?? "",
+        path: target.path,
+        query: target.query,
+        queryNames: target.queryNames,
+        headers: req.headers,
+        socketIp: normalizeIp(req.socket.remoteAddress ?? "") ?? UNKNOWN_IP,
+        ip: UNKNOWN_IP,
+        origin: typeof origin === "string" ? origin : undefined,
+        client: undefined,
+        credential: undefined,
+        subject: undefined,
+        route: undefined,
+        model: undefined,
+        costUsd: 0,
+        cleanups: [],
+      };
+    },
+    preflight: cors.preflight,
+    admission,
+    responseHeaders: cors.responseHeaders,
+    bodyPlan: body.plan,
+    checkBody: body.check,
+    keyring,
+    forwarder,
+  } satisfies Runtime);
+}

@@ -1,0 +1,149 @@
+/**
+ * The whole proxy, in-process, for end-to-end tests: a config written to a temp file, `startProxy`
+ * on port 0 for both ports, and every log line captured unredacted-by-default-checks so tests can
+ * assert that no secret ever reached the log.
+ *
+ * ```ts
+ * const upstream = await startFakeUpstream();
+ * const proxy = await startTestProxy({ yaml: configYaml(upstream.url), env: { MYTHIQ_API_KEY: TEST_KEY } });
+ * const res = await send(proxy.port, { path: "/v1/models", headers: { authorization: `Bearer ${TOKEN}` } });
+ * proxy.logs            every JSON line written, parsed
+ * proxy.rawLog()        the same lines as one string (scan it for secrets)
+ * await proxy.admin("/metrics")
+ * await proxy.close();  // stops the proxy and removes the temp dir
+ * ```
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hashToken } from "../../src/cli/hash-token.ts";
+import { startProxy, type RunningProxy, type StartOptions } from "../../src/cli/run.ts";
+import { createLogger } from "../../src/observe/log.ts";
+
+/** The MythIQ key the tests hand the proxy; no response or log line may ever contain it. */
+export const TEST_KEY = "mq-test-4c1f7a9e2b6d8f0a3c5e7b9d1f3a5c7e";
+/** A client token for the `web` client of `configYaml`. */
+export const TOKEN = "tok-web-0123456789abcdef";
+export const TOKEN_HASH = hashToken(TOKEN);
+
+/**
+ * A small valid config: client `web` (token `TOKEN`, a few routes, 1 KiB bodies) and client
+ * `local` (anonymous, loopback networks, origin http://localhost:3000, GET /v1/models only).
+ * `extra` is appended verbatim (top-level keys).
+ */
+export function configYaml(upstreamUrl: string, extra = ""): string {
+  return `
+listen: { host: 127.0.0.1, port: 8080 }
+admin: { host: 127.0.0.1, port: 9090 }
+upstream:
+  url: ${upstreamUrl}
+  allow_insecure_upstream: ${upstreamUrl.startsWith("http:") ? "true" : "false"}
+  connect_timeout: 2s
+  response_timeout: 5s
+  idle_timeout: 5s
+keys:
+  default: { source: env, env: MYTHIQ_API_KEY }
+clients:
+  - id: web
+    auth: { tokens: ["${TOKEN_HASH}"] }
+    routes:
+      - GET /v1/models
+      - GET /v1/models/{id}
+      - POST /v1/images/generations
+      - GET /v1/generations?limit&after
+    max_body: 1KiB
+  - id: local
+    auth: { anonymous: true }
+    origins: [http://localhost:3000]
+    networks: [127.0.0.0/8, ::1/128]
+    routes: [GET /v1/models]
+${extra}`;
+}
+
+export interface TestProxy {
+  readonly proxy: RunningProxy;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly configFile: string;
+  /** Every line the proxy logged, parsed (audit records included). */
+  readonly logs: Array<Record<string, unknown>>;
+  rawLog(): string;
+  /** Replaces the config file's content (for reload tests). */
+  writeConfig(yaml: string): void;
+  /** GET on the admin port. */
+  admin(path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>;
+  close(): Promise<void>;
+}
+
+export interface TestProxyOptions {
+  readonly yaml: string;
+  readonly env?: Record<string, string | undefined>;
+  readonly sources?: StartOptions["sources"];
+  readonly fileSources?: StartOptions["fileSources"];
+}
+
+export async function startTestProxy(options: TestProxyOptions): Promise<TestProxy> {
+  const dir = mkdtempSync(join(tmpdir(), "mythiq-proxy-test-"));
+  const configFile = join(dir, "proxy.yaml");
+  writeFileSync(configFile, options.yaml);
+  const lines: string[] = [];
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    level: "debug",
+    redact: false,
+    write: (line) => {
+      lines.push(line);
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    },
+  });
+  let proxy: RunningProxy;
+  try {
+    proxy = await startProxy({
+      configFile,
+      env: { ...options.env },
+      logger,
+      ports: { listen: 0, admin: 0 },
+      ...(options.sources === undefined ? {} : { sources: options.sources }),
+      ...(options.fileSources === undefined ? {} : { fileSources: options.fileSources }),
+    });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const adminPort = proxy.adminAddress.port;
+  return {
+    proxy,
+    port: proxy.listenAddress.port,
+    adminPort,
+    configFile,
+    logs,
+    rawLog: () => lines.join(""),
+    writeConfig: (yaml) => writeFileSync(configFile, yaml),
+    admin: (path) =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: "127.0.0.1", port: adminPort, path, agent: false }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8"), headers: res.headers }));
+          })
+          .on("error", reject);
+      }),
+    close: async () => {
+      await proxy.stop("test");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves once `/readyz` says ready (keys are fetched in the background), or rejects after `timeoutMs`. */
+export async function waitReady(proxy: TestProxy, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await proxy.admin("/readyz");
+    if (res.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`proxy not ready: ${res.body}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
