@@ -42,6 +42,11 @@ export interface Runtime {
   bodyPlan(ctx: RequestContext, hasBody: boolean, declaredLength: number | undefined): BodyPlan;
   /** Step 7, on a held body: the model allowlist. */
   checkBody(ctx: RequestContext, body: Buffer): Verdict;
+  /**
+   * Checks that need what the body said (the daily budget prices the model and `n`), run after
+   * step 7 and before forwarding.
+   */
+  readonly charge: readonly Rule[];
   readonly keyring: ManagedKeyring;
   readonly forwarder: Forwarder;
 }
@@ -120,6 +125,7 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
         subject: undefined,
         route: undefined,
         model: undefined,
+        imageCount: 1,
         costUsd: 0,
         cleanups: [],
       };
@@ -129,6 +135,7 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     responseHeaders: cors.responseHeaders,
     bodyPlan: body.plan,
     checkBody: body.check,
+    charge: [],
     keyring,
     forwarder,
   } satisfies Runtime);

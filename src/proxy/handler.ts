@@ -25,6 +25,8 @@ export interface HandlerDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly draining: () => boolean;
+  /** Seconds to wait when the proxy sheds load now (event loop lagging), else undefined. */
+  readonly overloaded?: () => number | undefined;
   /** Monotonic milliseconds. */
   readonly now?: () => number;
 }
@@ -129,6 +131,8 @@ async function handleRequest(
   if (!target.ok) return refuse(target);
 
   if (deps.draining()) return refuse(deny("draining", undefined, 1));
+  const shedFor = deps.overloaded?.();
+  if (shedFor !== undefined) return refuse(deny("overloaded", "event loop lagging", shedFor));
 
   ctx = runtime.createContext({ id, req, target });
 
@@ -182,6 +186,12 @@ async function handleRequest(
     body = { kind: "held", bytes: read.bytes };
   } else {
     body = { kind: "stream", maxBytes: client.max_body };
+  }
+
+  // Checks that price what the body asked for (daily budget), once the body is known.
+  for (const rule of runtime.charge) {
+    const verdict = await rule.check(ctx);
+    if (!verdict.ok) return refuse(verdict);
   }
 
   // The key is read last, synchronously: the hot path never waits on a secret store.

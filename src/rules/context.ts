@@ -36,6 +36,8 @@ export interface RequestContext {
   route: string | undefined;
   /** The model named in the body, once checked. */
   model: string | undefined;
+  /** How many images the body asks for (`n`), once checked; 1 when not given or not checked. */
+  imageCount: number;
   /** Estimated cost in USD, once known (limits). */
   costUsd: number;
   /** Undo actions (concurrency slots, budget reservations) run once when the request ends. */

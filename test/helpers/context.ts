@@ -28,6 +28,7 @@ export function makeContext(init: ContextInit = {}): RequestContext {
     subject: init.subject,
     route: init.route,
     model: init.model,
+    imageCount: init.imageCount ?? 1,
     costUsd: init.costUsd ?? 0,
     cleanups: [],
   };

@@ -39,6 +39,7 @@ function context(over: Partial<RequestContext> = {}): RequestContext {
     subject: "user-42",
     route: "GET /v1/generations?limit&after",
     model: "stability/sdxl",
+    imageCount: 1,
     costUsd: 0.004,
     cleanups: [],
     ...over,
