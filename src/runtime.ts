@@ -3,7 +3,6 @@
  * The request handler reads the runtime once per request, so a reload (which builds a new runtime
  * and swaps it) never changes the rules under a request already in flight.
  */
-import type { IncomingMessage } from "node:http";
 import type { ProxyConfig } from "./config/types.ts";
 import { createBodyPolicy } from "./rules/body-check.ts";
 import { createCors } from "./http/cors.ts";
@@ -13,6 +12,7 @@ import { createKeyring, type ManagedKeyring } from "./keys/keyring.ts";
 import { builtinSources, createSource, type SourceDeps, type SourceRegistry } from "./keys/sources.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
+import type { RequestHead } from "./proxy/decide.ts";
 import { createForwarder, type Forwarder } from "./proxy/forward.ts";
 import { createAuthFailureLimiter } from "./rules/auth-failures.ts";
 import { buildAdmissionRules } from "./rules/build.ts";
@@ -31,7 +31,7 @@ export interface Runtime {
   readonly config: ProxyConfig;
   /** First 12 hex of sha256 of the config file (`config_info{hash}`). */
   readonly hash: string;
-  createContext(input: { id: string; req: IncomingMessage; target: Target & { ok: true } }): RequestContext;
+  createContext(input: { id: string; head: RequestHead; target: Target & { ok: true } }): RequestContext;
   /** Step 2: undefined when the request is not a CORS preflight. */
   preflight(ctx: RequestContext): Preflight | undefined;
   /** Steps 3–6 in order. */
@@ -108,16 +108,16 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
   return Object.freeze({
     config,
     hash,
-    createContext({ id, req, target }) {
-      const origin = req.headers.origin;
+    createContext({ id, head, target }) {
+      const origin = head.headers.origin;
       return {
         id,
-        method: req.method ?? "",
+        method: head.method ?? "",
         path: target.path,
         query: target.query,
         queryNames: target.queryNames,
-        headers: req.headers,
-        socketIp: normalizeIp(req.socket.remoteAddress ?? "") ?? UNKNOWN_IP,
+        headers: head.headers,
+        socketIp: normalizeIp(head.socketAddress) ?? UNKNOWN_IP,
         ip: UNKNOWN_IP,
         origin: typeof origin === "string" ? origin : undefined,
         client: undefined,

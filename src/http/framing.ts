@@ -114,7 +114,10 @@ function hasBody(facts: HeaderFacts): boolean {
  * A refused request should be answered with `{ close: true }`: its body has not been read and the
  * connection's framing can no longer be trusted.
  */
-export function checkFraming(req: IncomingMessage, limits: FramingLimits): Verdict {
+export function checkFraming(
+  req: Pick<IncomingMessage, "httpVersionMajor" | "httpVersionMinor" | "method"> & { readonly rawHeaders: readonly string[] },
+  limits: FramingLimits,
+): Verdict {
   const major = req.httpVersionMajor;
   const minor = req.httpVersionMinor;
   if (major !== 1 || (minor !== 0 && minor !== 1)) return deny("malformed_request", "http version is not 1.0 or 1.1");

@@ -1,14 +1,13 @@
 /**
- * The request pipeline of the listen port (SPEC §4). The order of the steps is a security property
- * and lives here, one comment per step; the checks themselves live in `src/http` and `src/rules`.
+ * The listen port's request handler (SPEC §4): the I/O around the decisions of `decide.ts` — local
+ * replies, `100 Continue`, reading held bodies, forwarding — and the accounting every request ends
+ * with (limits released, metrics, one audit line).
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Reason } from "../errors.ts";
-import { checkFraming } from "../http/framing.ts";
 import { readBodyBounded } from "../http/read-body.ts";
 import { sendDeny } from "../http/reply.ts";
-import { parseTarget } from "../http/target.ts";
 import type { HeldKey } from "../keys/types.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
 import { auditRecord } from "../observe/audit.ts";
@@ -16,6 +15,8 @@ import type { Metrics } from "../observe/metrics.ts";
 import type { RequestContext, RequestOutcome } from "../rules/context.ts";
 import { deny, type Deny } from "../rules/verdict.ts";
 import type { Runtime } from "../runtime.ts";
+import { KEY_UNAVAILABLE_RETRY_SECONDS } from "../rules/build.ts";
+import { contentLength, decideBody, decideBodyStart, decideHead, type RequestHead } from "./decide.ts";
 import type { ForwardInput, ForwardResult } from "./forward.ts";
 
 
@@ -67,7 +68,7 @@ async function handleRequest(
   const { config } = runtime;
   const id = randomUUID();
   const responseHeaders: Record<string, string> = { "x-request-id": id };
-  const hasBody = requestHasBody(req);
+  const hasBody = req.headers["transfer-encoding"] !== undefined || (contentLength(req.headers) ?? 0) > 0;
   // Set once framing and target pass; `finish`/`refuse` below read it whenever they run.
   // eslint-disable-next-line prefer-const
   let ctx: RequestContext | undefined;
@@ -124,54 +125,35 @@ async function handleRequest(
     finish({ status: res.statusCode, reason: verdict.reason, forwarded: false, bytesIn: 0, bytesOut: 0 });
   };
 
-  // Step 1: framing and target. Nothing after this step sees a request that normalisation would change.
-  const framing = checkFraming(req, { maxHeaderCount: config.server.max_header_count });
-  if (!framing.ok) return refuse(framing);
-  const target = parseTarget(req.url ?? "");
-  if (!target.ok) return refuse(target);
-
-  if (deps.draining()) return refuse(deny("draining", undefined, 1));
-  const shedFor = deps.overloaded?.();
-  if (shedFor !== undefined) return refuse(deny("overloaded", "event loop lagging", shedFor));
-
-  ctx = runtime.createContext({ id, req, target });
-
-  // Step 2: CORS preflight, answered here and never forwarded.
-  const preflight = runtime.preflight(ctx);
-  if (preflight !== undefined) {
-    if (!preflight.ok) return refuse(preflight.deny);
-    res.writeHead(204, { ...responseHeaders, ...preflight.headers });
+  const head = requestHead(req);
+  const decision = await decideHead(runtime, id, head, () => {
+    if (deps.draining()) return deny("draining", undefined, 1);
+    const shedFor = deps.overloaded?.();
+    return shedFor === undefined ? undefined : deny("overloaded", "event loop lagging", shedFor);
+  });
+  ctx = decision.ctx;
+  Object.assign(responseHeaders, decision.headers);
+  if (decision.kind === "refuse") return refuse(decision.deny);
+  if (decision.kind === "preflight") {
+    res.writeHead(204, responseHeaders);
     res.end();
     finish({ status: 204, forwarded: false, bytesIn: 0, bytesOut: 0 });
     return;
   }
+  const admitted = decision.ctx;
+  const client = admitted.client;
 
-  // Steps 3–6: caller identity, origin and network, route, key availability, limits. See rules/build.ts.
-  for (const rule of runtime.admission) {
-    const verdict = await rule.check(ctx);
-    if (!verdict.ok) {
-      Object.assign(responseHeaders, runtime.responseHeaders(ctx));
-      return refuse(verdict);
-    }
-  }
-  Object.assign(responseHeaders, runtime.responseHeaders(ctx));
-  const client = ctx.client;
-  if (client === undefined) return refuse(deny("missing_credentials", "no rule identified a client"));
-
-  // Step 7: body. A declared length over the limit is refused before reading a byte, and before
-  // `100 Continue`, which is only sent once every check above has passed.
-  const declaredLength = contentLength(req);
-  if (declaredLength !== undefined && declaredLength > client.max_body) {
-    return refuse(deny("body_too_large", `content-length ${declaredLength} > ${client.max_body}`));
-  }
-  const bodyPlan = runtime.bodyPlan(ctx, hasBody, declaredLength);
-  if (!bodyPlan.ok) return refuse(bodyPlan);
+  // Step 7: body. `100 Continue` is only sent once every check that needs no body has passed.
+  const start = decideBodyStart(runtime, admitted, head);
+  if (start.kind === "refuse") return refuse(start.deny);
   if (expectsContinue) res.writeContinue();
 
   let body: ForwardInput["body"];
-  if (!hasBody) {
-    body = { kind: "held", bytes: Buffer.alloc(0) };
-  } else if (bodyPlan.hold) {
+  let held: Buffer | undefined;
+  if (start.kind === "none") {
+    held = Buffer.alloc(0);
+    body = { kind: "held", bytes: held };
+  } else if (start.kind === "hold") {
     const read = await readBodyBounded(req, client.max_body);
     if (!read.ok) {
       if (read.why === "aborted") {
@@ -181,32 +163,27 @@ async function handleRequest(
       }
       return refuse(deny("body_too_large", "body passed max_body while reading"));
     }
-    const checked = runtime.checkBody(ctx, read.bytes);
-    if (!checked.ok) return refuse(checked);
-    body = { kind: "held", bytes: read.bytes };
+    held = read.bytes;
+    body = { kind: "held", bytes: held };
   } else {
     body = { kind: "stream", maxBytes: client.max_body };
   }
-
-  // Checks that price what the body asked for (daily budget), once the body is known.
-  for (const rule of runtime.charge) {
-    const verdict = await rule.check(ctx);
-    if (!verdict.ok) return refuse(verdict);
-  }
+  const checked = await decideBody(runtime, admitted, start.kind === "hold" ? held : undefined);
+  if (!checked.ok) return refuse(checked);
 
   // The key is read last, synchronously: the hot path never waits on a secret store.
   const key = runtime.keyring.current(client.key);
-  if (key === undefined) return refuse(deny("key_unavailable", `key ${client.key} not held`, 5));
+  if (key === undefined) return refuse(deny("key_unavailable", `key ${client.key} not held`, KEY_UNAVAILABLE_RETRY_SECONDS));
 
   // Steps 8–9: forward with the key and relay the response.
   deps.metrics.inflight(client.id, 1);
   let result: ForwardResult;
   try {
-    result = await runtime.forwarder.forward({ ctx, req, res, keyName: client.key, key, body, responseHeaders });
+    result = await runtime.forwarder.forward({ ctx: admitted, req, res, keyName: client.key, key, body, responseHeaders });
   } finally {
     deps.metrics.inflight(client.id, -1);
   }
-  if (result.upstreamMs !== undefined) deps.metrics.upstreamDuration(ctx.route, result.upstreamMs / 1000);
+  if (result.upstreamMs !== undefined) deps.metrics.upstreamDuration(admitted.route, result.upstreamMs / 1000);
   finish({
     status: result.status,
     reason: result.reason,
@@ -219,16 +196,15 @@ async function handleRequest(
   });
 }
 
-function requestHasBody(req: IncomingMessage): boolean {
-  if (req.headers["transfer-encoding"] !== undefined) return true;
-  const length = contentLength(req);
-  return length !== undefined && length > 0;
-}
-
-/** Node's parser has already refused malformed or duplicated Content-Length values. */
-function contentLength(req: IncomingMessage): number | undefined {
-  const raw = req.headers["content-length"];
-  if (raw === undefined) return undefined;
-  const value = Number(raw);
-  return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+/** The head the decisions read; the socket address is taken once, here. */
+function requestHead(req: IncomingMessage): RequestHead {
+  return {
+    method: req.method,
+    url: req.url,
+    httpVersionMajor: req.httpVersionMajor,
+    httpVersionMinor: req.httpVersionMinor,
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    socketAddress: req.socket.remoteAddress ?? "",
+  };
 }
