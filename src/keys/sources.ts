@@ -1,11 +1,15 @@
 /**
  * Builds the `KeySource` of each configured key from a registry of factories, one per `source:`
- * kind. Vault and AWS plug in by adding their factory to a registry:
+ * kind. `builtinSources` has all four (env, file, vault, aws); tests pass their own registry to
+ * tune a source (shorter timers) or to replace one:
  *
  * ```ts
- * const registry = { ...builtinSources, vault: createVaultSource, aws: createAwsSource };
+ * const registry = { ...builtinSources, vault: (config, deps) => createVaultSource(config, { ...deps, timers }) };
  * const sources = createSources(config.keys, deps, registry);
  * ```
+ *
+ * The Vault and AWS client libraries are imported by their sources at the first fetch, never here:
+ * a proxy with only env or file keys does not load node-vault or the AWS SDK.
  *
  * A kind without a factory, or a factory that throws, never crashes the proxy: the key gets a source
  * whose every fetch fails with the reason, so the keyring never holds that key, its clients get
@@ -14,12 +18,17 @@
 import type { KeyConfig, KeySourceKind } from "../config/types.ts";
 import type { Logger } from "../observe/log.ts";
 import { createEnvSource, type Environment } from "./env-source.ts";
+import { createAwsSource } from "./aws-source.ts";
 import { createFileSource, type FileSourceOptions } from "./file-source.ts";
+import { createVaultSource } from "./vault-source.ts";
 import type { KeySource } from "./types.ts";
 
-/** What a source factory may use. Vault/AWS factories may need more: extend this interface. */
+/** What a source factory may use. */
 export interface SourceDeps {
-  /** Environment for `source: env` (and `{env: NAME}` references); `process.env` in production. It is scrubbed. */
+  /**
+   * Environment for `source: env` (scrubbed once read) and for the `{env: NAME}` references of Vault
+   * auth (read at each login, not scrubbed: a reload re-checks them); `process.env` in production.
+   */
   readonly env: Environment;
   readonly logger: Logger;
   /** Tuning for file sources (tests shorten the poll); the defaults suit production. */
@@ -38,6 +47,8 @@ export type SourceRegistry = { readonly [K in KeySourceKind]?: SourceFactory<K> 
 export const builtinSources: SourceRegistry = Object.freeze({
   env: (config, deps) => createEnvSource(config, { env: deps.env }),
   file: (config, deps) => createFileSource(config, { ...deps.file, logger: deps.logger }),
+  vault: (config, deps) => createVaultSource(config, { env: deps.env, logger: deps.logger }),
+  aws: (config, deps) => createAwsSource(config, { logger: deps.logger }),
 } satisfies SourceRegistry);
 
 /** A source whose every fetch fails with `message` (which must not contain a secret). */

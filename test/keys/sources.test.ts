@@ -9,6 +9,8 @@ import { createRecordingLogger, refresh, settle, vaultKey } from "../helpers/key
 
 const KEY = "mq-live-sourcessources01";
 const signal = () => new AbortController().signal;
+/** A registry without vault and aws, as a build that left them out would have. */
+const envAndFile = { env: builtinSources.env, file: builtinSources.file };
 
 function deps(env: Record<string, string | undefined> = {}): SourceDeps {
   return { env, logger: createRecordingLogger(), file: { pollInterval: 0, watch: false } };
@@ -38,12 +40,12 @@ void t.test("env and file are built in", async (t) => {
   t.equal((await sources["default"]!.fetch(signal())).value, KEY);
   t.equal((await sources["legacy"]!.fetch(signal())).value, KEY);
   for (const source of Object.values(sources)) source.close?.();
-  t.same(Object.keys(builtinSources).sort(), ["env", "file"]);
+  t.same(Object.keys(builtinSources).sort(), ["aws", "env", "file", "vault"]);
 });
 
 void t.test("vault and aws without a registered factory: a source that fails clearly", async (t) => {
   for (const config of [vaultKey(), awsKey]) {
-    const source = createSource(config, deps());
+    const source = createSource(config, deps(), envAndFile);
     t.equal(source.kind, config.source);
     await t.rejects(source.fetch(signal()), new Error(`key source "${config.source}" is not available in this build`));
   }
@@ -52,7 +54,7 @@ void t.test("vault and aws without a registered factory: a source that fails cle
 void t.test("the keyring never holds such a key and does not crash", async (t) => {
   const logger = createRecordingLogger();
   const keys = { production: vaultKey(), analytics: awsKey };
-  const keyring = createKeyring({ keys, sources: createSources(keys, deps()), logger });
+  const keyring = createKeyring({ keys, sources: createSources(keys, deps(), envAndFile), logger });
   t.teardown(() => keyring.close());
   keyring.start();
   await settle();
