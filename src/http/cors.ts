@@ -34,6 +34,9 @@ export function createCors(config: ProxyConfig): Cors {
     config.clients.map((client) => [client, new Set(client.routes.map((route) => route.split(" ", 1)[0] ?? ""))]),
   );
 
+  // Only when some client lists origins: otherwise no response ever carries CORS headers.
+  const varyOnly: Readonly<Record<string, string>> = perClient.size > 0 ? Object.freeze({ vary: "Origin" }) : Object.freeze({});
+
   function allowedMethods(origin: string): string[] {
     const methods = new Set<string>();
     for (const [client, matcher] of perClient) {
@@ -80,12 +83,14 @@ export function createCors(config: ProxyConfig): Cors {
     },
 
     responseHeaders: (ctx) => {
+      // Whether CORS headers are present depends on Origin, so every response says so, even one
+      // without them: a shared cache must not hand an answer made for one origin (or none) to another.
       const origin = ctx.origin;
-      if (origin === undefined) return {};
+      if (origin === undefined) return varyOnly;
       // Before the caller is known (a refusal at identity), any listed origin may read the JSON
       // error; once known, only the client's own origins.
       const allowed = ctx.client === undefined ? anyClient.matches(origin) : perClient.get(ctx.client)?.matches(origin) === true;
-      return allowed ? baseHeaders(origin) : {};
+      return allowed ? baseHeaders(origin) : varyOnly;
     },
   };
 }

@@ -14,7 +14,8 @@
  *    `auth.jwt: true` → 401 `invalid_credentials` (checked here too, as defence in depth).
  * 5. A static token and a session naming different clients → 400 `ambiguous_credentials`; the
  *    same client → the token wins (`token`), the session's subject is kept.
- * 6. A bearer that is neither a static token nor a valid session → 401 `invalid_credentials`.
+ * 6. A bearer that is neither a static token nor the valid session JWT → 401 `invalid_credentials`
+ *    (also when a valid session cookie came with it).
  * 7. No credential at all → the first anonymous client, in config order, that matches (see
  *    `anonymousMatches`). A request that carries a credential never falls back to anonymous.
  * 8. Otherwise → 401 `missing_credentials`.
@@ -135,8 +136,12 @@ export function createIdentityCheck(clients: readonly ClientConfig[], deps: Iden
       }
       return accept(ctx, tokenClient, "token", session?.subject);
     }
+    // A bearer that is not a static token must be the session itself: a wrong bearer next to a
+    // good session cookie is a wrong credential, not a cookie request with noise.
+    if (hasBearer && session?.credential !== "jwt") {
+      return fail(ctx, deny("invalid_credentials", "bearer is neither a client token nor a valid session"));
+    }
     if (session !== undefined) return accept(ctx, session.client, session.credential, session.subject);
-    if (hasBearer) return fail(ctx, deny("invalid_credentials", "bearer is neither a client token nor a valid session"));
     const anon = anonymous.find((candidate) => anonymousMatches(candidate, ctx.origin, ctx.ip));
     if (anon !== undefined) return accept(ctx, anon.client, "anonymous", undefined);
     return fail(ctx, deny("missing_credentials", "no credential and no anonymous client matches"));

@@ -141,6 +141,9 @@ void t.test("sessions", async (t) => {
     { name: "token + invalid cookie", ctx: { headers: { ...bearer("tok-web"), cookie: "session=c-bad" } }, want: "invalid_credentials", counted: true },
     { name: "invalid cookie never falls back to anonymous", ctx: { headers: { cookie: "session=c-bad" }, ip: "172.16.0.1" }, want: "invalid_credentials", counted: true },
     { name: "no session, anonymous still works", ctx: { ip: "172.16.0.1" }, want: "ok:anon-net", credential: "anonymous" },
+    // The fake verifier ignores the unknown bearer and returns the cookie's session: the identity
+    // check itself must not let a wrong bearer ride on a good cookie.
+    { name: "wrong bearer next to a good cookie", ctx: { headers: { ...bearer("nothing"), cookie: "session=c-sess" } }, want: "invalid_credentials", counted: true },
   ];
   await runCases(t, cases, { sessions: fakeSessions(sessions, cookies).verifier });
   await t.test("same cases with an async verifier", async (t) => {
