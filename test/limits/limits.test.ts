@@ -1,0 +1,163 @@
+// buildLimits: the rules it returns for a config, stores adopted across reloads when the store
+// settings are unchanged (a reload neither reconnects nor hands out a fresh budget), replaced stores
+// closed, the store metrics registered once per registry, the redis URL read from its reference.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import t from "tap";
+import { parseConfig } from "../../src/config/load.ts";
+import type { ProxyConfig } from "../../src/config/types.ts";
+import { buildLimits, type Limits } from "../../src/limits/limits.ts";
+import { STORE_ERRORS_METRIC, STORE_UP_METRIC } from "../../src/limits/metrics.ts";
+import { createLogger } from "../../src/observe/log.ts";
+import { createMetrics, type Metrics } from "../../src/observe/metrics.ts";
+import { makeContext } from "../helpers/context.ts";
+import { parseScrape, valueOf } from "../helpers/prom-text.ts";
+import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
+
+let redis: RedisServer;
+const opened: Limits[] = [];
+t.before(async () => {
+  redis = await startRedisServer();
+});
+t.teardown(async () => {
+  await Promise.all(opened.map((l) => l.close()));
+  await redis.close();
+});
+
+function config(limits: string, client = "budget: { daily_usd: 0.02 }\n    rate_limit: { requests: 2, per: 1h }\n    concurrency: 1"): ProxyConfig {
+  const text = `
+keys: { default: { source: env, env: K } }
+clients:
+  - id: web
+    auth: { tokens: ["sha256:${"a".repeat(64)}"] }
+    routes: [POST /v1/images/generations]
+    ${client}
+pricing: { default: 0.01 }
+${limits}
+`;
+  const result = parseConfig(text, "test.yaml");
+  if (!result.ok) throw new Error(result.problems.map((p) => p.message).join("; "));
+  return result.config;
+}
+
+function deps(metrics: Metrics, lines: string[], extra: Partial<Parameters<typeof buildLimits>[1]> = {}) {
+  return {
+    logger: createLogger({ write: (l) => lines.push(l), level: "debug" as const }),
+    metrics,
+    env: { REDIS_URL: redis.url },
+    redis: { probeMs: 50, maxReconnectDelayMs: 100 },
+    ...extra,
+  };
+}
+
+function build(cfg: ProxyConfig, d: Parameters<typeof buildLimits>[1]): Limits {
+  const limits = buildLimits(cfg, d);
+  opened.push(limits);
+  return limits;
+}
+
+const post = (client: ProxyConfig["clients"][number]) =>
+  makeContext({ client, method: "POST", path: "/v1/images/generations", headers: { "content-length": "2" } });
+
+t.test("rules: rate limit then concurrency at step 6, the budget after the body", async (t) => {
+  const cfg = config("");
+  const limits = build(cfg, deps(createMetrics({ version: "t", processMetrics: false }), []));
+  t.same(limits.admission.map((r) => r.name), ["rate-limit", "concurrency"]);
+  t.same(limits.charge.map((r) => r.name), ["budget"]);
+  const bare = build(config("", "max_body: 1KiB"), deps(createMetrics({ version: "t", processMetrics: false }), []));
+  t.same(bare.admission, [], "no limits configured: no rules");
+  t.same(bare.charge.map((r) => r.name), ["budget"], "still priced for estimated_cost_usd_total");
+});
+
+t.test("memory: a reload with the same store settings keeps what was counted", async (t) => {
+  const metrics = createMetrics({ version: "t", processMetrics: false });
+  const first = build(config(""), deps(metrics, []));
+  const client = config("").clients[0]!;
+  for (let i = 0; i < 2; i++) t.same(await first.charge[0]!.check(post(client)), { ok: true });
+  t.match(await first.charge[0]!.check(post(client)), { reason: "budget_exhausted" });
+
+  const reloaded = build(config("limits: { on_store_error: deny }"), deps(metrics, [], { previous: first }));
+  t.equal(reloaded.stores, first.stores, "stores adopted");
+  t.match(await reloaded.charge[0]!.check(post(client)), { reason: "budget_exhausted" }, "the day's spend survived the reload");
+  t.match(await reloaded.admission[0]!.check(post(client)), { ok: true });
+  const scrape = parseScrape(await metrics.metricsText());
+  t.equal(valueOf(scrape, STORE_UP_METRIC), 1, "memory store: up");
+  t.equal(valueOf(scrape, STORE_ERRORS_METRIC), 0);
+});
+
+t.test("redis: reloads adopt the connection; other redis settings replace it and the old one closes", async (t) => {
+  const metrics = createMetrics({ version: "t", processMetrics: false });
+  const lines: string[] = [];
+  const redisLimits = 'limits: { store: redis, redis: { url: {env: REDIS_URL}, prefix: "lt1:" } }';
+  const first = build(config(redisLimits), deps(metrics, lines));
+  await first.stores.shared.started;
+  t.equal(first.stores.shared.kind, "redis");
+  t.equal(first.stores.shared.health(), "up");
+  t.match(lines.join(""), /"msg":"limits store connected"/);
+  t.notOk(lines.join("").includes(redis.url), "the URL is never logged");
+  t.equal(valueOf(parseScrape(await metrics.metricsText()), STORE_UP_METRIC), 1);
+
+  const client = config(redisLimits).clients[0]!;
+  t.same(await first.admission[0]!.check(post(client)), { ok: true });
+  t.match(await redis.command("KEYS", "lt1:*"), /lt1:rate:web/, "counted in Redis under the prefix");
+
+  const same = build(config(`${redisLimits}\n# another config, the same store settings`), deps(metrics, lines, { previous: first }));
+  t.equal(same.stores, first.stores, "same settings: same connection");
+
+  const moved = build(config(redisLimits.replace("lt1:", "lt2:")), deps(metrics, lines, { previous: same }));
+  t.not(moved.stores, first.stores, "new prefix: new store");
+  t.equal(moved.retiring.length, 1, "the old store is retiring");
+  await moved.stores.shared.started;
+  await moved.close();
+  t.equal(first.stores.shared.health(), "up", "closing reports no transition");
+  await t.rejects(first.stores.shared.take("x", { capacity: 1, refill: 1, periodMs: 1000 }), "the retired store was closed with the current one");
+});
+
+t.test("redis down: the metric and the log say so, with what on_store_error does; back: both say so", async (t) => {
+  const metrics = createMetrics({ version: "t", processMetrics: false });
+  const lines: string[] = [];
+  const limits = build(config('limits: { store: redis, redis: { url: {env: REDIS_URL}, prefix: "lt3:" }, on_store_error: local }'), deps(metrics, lines));
+  await limits.stores.shared.started;
+  await redis.stop();
+  try {
+    const deadline = Date.now() + 5_000;
+    while (limits.stores.shared.health() !== "down" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const client = config("").clients[0]!;
+    t.same(await limits.admission[0]!.check(post(client)), { ok: true }, "answered locally");
+    t.equal(valueOf(parseScrape(await metrics.metricsText()), STORE_UP_METRIC), 0);
+    const warn = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l["level"] === "warn");
+    t.match(warn, { msg: /limits store unavailable: enforcing per-replica limits/, store: "redis", on_store_error: "local", error: String });
+  } finally {
+    await redis.start();
+  }
+  const deadline = Date.now() + 5_000;
+  while (limits.stores.shared.health() !== "up" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.equal(valueOf(parseScrape(await metrics.metricsText()), STORE_UP_METRIC), 1);
+  t.match(lines.at(-1), /limits store answers again/);
+});
+
+t.test("redis URL from a file reference", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "limits-url-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "url");
+  writeFileSync(file, `${redis.url}\n`);
+  const limits = build(
+    config(`limits: { store: redis, redis: { url: {file: "${file}"}, prefix: "lt4:" } }`),
+    deps(createMetrics({ version: "t", processMetrics: false }), []),
+  );
+  await limits.stores.shared.started;
+  t.equal(limits.stores.shared.health(), "up");
+});
+
+t.test("memoryOnly: a redis config counts in memory and opens no connection (test-policy)", async (t) => {
+  const before = await redis.command("CLIENT", "LIST");
+  const limits = build(
+    config('limits: { store: redis, redis: { url: {env: REDIS_URL}, prefix: "lt5:" }, on_store_error: deny }'),
+    deps(createMetrics({ version: "t", processMetrics: false }), [], { memoryOnly: true }),
+  );
+  t.equal(limits.stores.shared.kind, "memory");
+  const client = config("").clients[0]!;
+  t.same(await limits.admission[0]!.check(post(client)), { ok: true });
+  t.equal((await redis.command("CLIENT", "LIST")).split("\n").length, before.split("\n").length, "no new Redis client");
+});
