@@ -7,7 +7,7 @@
  * Here every value the proxy reports is mapped onto a set that only the config can grow: configured
  * names pass, anything else becomes one fixed fallback value.
  */
-import type { ProxyConfig } from "../config/types.ts";
+import type { KeySourceKind, ProxyConfig } from "../config/types.ts";
 import { isReason } from "../errors.ts";
 
 /** `client` label of a request whose client is not (yet) known or not configured. */
@@ -15,7 +15,33 @@ export const UNKNOWN_CLIENT = "unknown";
 /** `route`, `model`, `status`, `reason` label of anything outside the configured or known set. */
 export const OTHER = "other";
 
-/** The names the config defines; the only label values that pass. */
+/**
+ * A configured key's refresh settings, exported as gauges because alert rules compare
+ * `key_age_seconds` with them: Prometheus cannot read the config, and a threshold written into the
+ * rules would be wrong for every key whose settings differ from it.
+ */
+export interface KeySettings {
+  /** Key name; must also be in `LabelSets.keys`. */
+  readonly key: string;
+  readonly source: KeySourceKind;
+  /** `refresh.interval`, seconds. */
+  readonly intervalSeconds: number;
+  /** `refresh.max_stale`, seconds; 0 = no limit (the last good key is served for ever). */
+  readonly maxStaleSeconds: number;
+}
+
+/** A client's `budget.daily_usd`, exported so an alert can compare today's spend with it. */
+export interface ClientBudget {
+  /** Client id; must also be in `LabelSets.clients`. */
+  readonly client: string;
+  /** USD per UTC day. */
+  readonly dailyUsd: number;
+}
+
+/**
+ * The names the config defines (the only label values that pass), and the few numbers from the
+ * config that alert rules compare metrics against.
+ */
 export interface LabelSets {
   /** Client ids. */
   readonly clients: readonly string[];
@@ -25,6 +51,10 @@ export interface LabelSets {
   readonly models: readonly string[];
   /** Key names. */
   readonly keys: readonly string[];
+  /** Refresh settings per key (`key_refresh_interval_seconds`, `key_max_stale_seconds`); default none. */
+  readonly keySettings?: readonly KeySettings[];
+  /** Clients with a `budget` (`budget_daily_usd`, `budget_spent_usd`); default none. */
+  readonly budgets?: readonly ClientBudget[];
 }
 
 /** The empty sets: every client is `unknown`, every route/model `other`, no key is reported. */
@@ -49,11 +79,21 @@ export function labelSetsFromConfig(config: ProxyConfig): LabelSets {
   }
   // Pricing names the models whose cost is tracked; "default" is the price of every other model.
   for (const model of Object.keys(config.pricing)) if (model !== "default") models.add(model);
+  const keySettings: KeySettings[] = Object.entries(config.keys).map(([key, settings]) => ({
+    key,
+    source: settings.source,
+    intervalSeconds: settings.refresh.interval / 1000,
+    maxStaleSeconds: settings.refresh.max_stale / 1000,
+  }));
+  const budgets: ClientBudget[] = [];
+  for (const client of config.clients) if (client.budget !== undefined) budgets.push({ client: client.id, dailyUsd: client.budget.daily_usd });
   return {
     clients: config.clients.map((c) => c.id),
     routes: [...routes],
     models: [...models],
     keys: Object.keys(config.keys),
+    keySettings,
+    budgets,
   };
 }
 
@@ -81,17 +121,30 @@ export interface LabelBounds {
   allows(kind: "client" | "route" | "model" | "key", value: string): boolean;
 }
 
+function nonNegative(value: number): boolean {
+  return Number.isFinite(value) && value >= 0;
+}
+
 export function compileLabelSets(sets: LabelSets): LabelBounds {
+  const clients = new Set(sets.clients);
+  const keys = new Set(sets.keys);
   const frozen: LabelSets = Object.freeze({
     clients: Object.freeze([...sets.clients]),
     routes: Object.freeze(sets.routes.map(routeLabel)),
     models: Object.freeze([...sets.models]),
     keys: Object.freeze([...sets.keys]),
+    // Settings of names that are not in the sets would make series no other metric can join with.
+    keySettings: Object.freeze(
+      (sets.keySettings ?? [])
+        .filter((k) => keys.has(k.key) && nonNegative(k.intervalSeconds) && nonNegative(k.maxStaleSeconds))
+        .map((k) => Object.freeze({ ...k })),
+    ),
+    budgets: Object.freeze(
+      (sets.budgets ?? []).filter((b) => clients.has(b.client) && nonNegative(b.dailyUsd)).map((b) => Object.freeze({ ...b })),
+    ),
   });
-  const clients = new Set(frozen.clients);
   const routes = new Set(frozen.routes);
   const models = new Set(frozen.models);
-  const keys = new Set(frozen.keys);
   return {
     sets: frozen,
     client: (id) => (id !== undefined && clients.has(id) ? id : UNKNOWN_CLIENT),

@@ -1,6 +1,8 @@
 /**
  * Every metric of SPEC §7, in one place, on a registry of its own (never prom-client's global one,
- * so a test or a reload can build as many as it likes).
+ * so a test or a reload can build as many as it likes). Beyond SPEC, four gauges give alert rules
+ * what Prometheus cannot read from the config: `key_refresh_interval_seconds`,
+ * `key_max_stale_seconds`, `budget_daily_usd` and today's spend `budget_spent_usd`.
  *
  * The proxy reports facts (a request ended, a key was fetched); this module turns them into series.
  * Label values pass through `labels.ts`, so only names from the config, fixed fallbacks and fixed
@@ -39,6 +41,7 @@ export const DURATION_BUCKETS: readonly number[] = Object.freeze([
 export type UpstreamReason = Extract<Reason, `upstream_${string}`>;
 
 export type KeyRefreshResult = "changed" | "unchanged" | "failed";
+const KEY_REFRESH_RESULTS: readonly KeyRefreshResult[] = ["changed", "unchanged", "failed"];
 
 /** What a finished request reports (SPEC §7 `requests_total`, durations, bytes). */
 export interface RequestFacts {
@@ -66,9 +69,11 @@ export interface Metrics {
   /** Content type of `metricsText()` (Prometheus text format 0.0.4). */
   readonly contentType: string;
   /**
-   * Replaces the allowed label values (call at start and on every applied reload, before the keyring
-   * of the new config starts). Series whose client, route, model or key is no longer configured are
-   * removed; in-flight counts of a removed client stay until those requests end.
+   * Replaces the allowed label values and the config numbers behind the non-SPEC gauges (call at
+   * start and on every applied reload, before the keyring of the new config starts). Series whose
+   * client, route, model or key is no longer configured are removed; in-flight counts of a removed
+   * client stay until those requests end. Keys listed in `keySettings` get their
+   * `key_refresh_total` (every result) and `key_rotations_total` series at 0.
    */
   setLabelSets(sets: LabelSets): void;
   /** One request ended: `requests_total`, `request_duration_seconds`, `request_bytes_total`, `response_bytes_total`. */
@@ -89,7 +94,10 @@ export interface Metrics {
    * requests end.
    */
   inflight(client: string | undefined, delta: 1 | -1): void;
-  /** Estimated spend of one request, USD (`estimated_cost_usd_total`). 0, negative or NaN is ignored. */
+  /**
+   * Estimated spend of one request, USD (`estimated_cost_usd_total`, and today's `budget_spent_usd`
+   * of clients with a budget). Call once per request whose spend is kept. 0, negative or NaN is ignored.
+   */
   cost(client: string | undefined, model: string | undefined, usd: number): void;
   /**
    * A fetch of a key succeeded (call after every successful fetch, changed or not). Counts
@@ -113,7 +121,7 @@ export interface MetricsOptions {
   readonly version: string;
   /** Default `process.version`. */
   readonly nodeVersion?: string;
-  /** Wall clock in epoch ms, for `key_age_seconds`; default `Date.now`. */
+  /** Wall clock in epoch ms, for `key_age_seconds` and the UTC day of `budget_spent_usd`; default `Date.now`. */
   readonly now?: () => number;
   /** Initial label sets; default none (everything is `unknown`/`other`). */
   readonly labelSets?: LabelSets;
@@ -152,9 +160,12 @@ function seriesCache<T extends string, C>(
       return child;
     },
     prune(bounds: LabelBounds): void {
+      this.pruneWhere((labels) => labelNames.some((name) => isBounded(name) && !bounds.allows(name, labels[name])));
+    },
+    /** Removes the series whose labels `stale` says are no longer wanted. */
+    pruneWhere(stale: (labels: Labels<T>) => boolean): void {
       for (const [key, entry] of entries) {
-        const stale = labelNames.some((name) => isBounded(name) && !bounds.allows(name, entry.labels[name]));
-        if (stale) {
+        if (stale(entry.labels)) {
           remove(entry.labels);
           entries.delete(key);
         }
@@ -296,6 +307,63 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ["key"] as const,
     registers,
   });
+  // Not in SPEC §7: numbers from the config that alert rules compare with (see
+  // docs/observability.md). Computed at scrape time from the label sets in force, so a reload
+  // changes them with no bookkeeping and a removed key or client leaves no series behind.
+  new Gauge({
+    name: `${p}key_refresh_interval_seconds`,
+    help: "The key's configured refresh interval (refresh.interval), in seconds.",
+    labelNames: ["key"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const k of bounds.sets.keySettings ?? []) this.set({ key: k.key }, k.intervalSeconds);
+    },
+  });
+  new Gauge({
+    name: `${p}key_max_stale_seconds`,
+    help: "The key's configured max_stale, in seconds: past this age it is no longer served. 0 = no limit.",
+    labelNames: ["key"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const k of bounds.sets.keySettings ?? []) this.set({ key: k.key }, k.maxStaleSeconds);
+    },
+  });
+  new Gauge({
+    name: `${p}budget_daily_usd`,
+    help: "The client's configured daily budget (budget.daily_usd), in USD per UTC day.",
+    labelNames: ["client"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const b of bounds.sets.budgets ?? []) this.set({ client: b.client }, b.dailyUsd);
+    },
+  });
+  // Today's spend, summed from the same `cost()` calls as `estimated_cost_usd_total`. PromQL cannot
+  // take an increase "since 00:00 UTC" (a range is a fixed length), so this replica keeps the
+  // running sum of the current UTC day itself. It is this replica's share since its start or
+  // midnight, whichever is later: alert rules sum it over replicas.
+  const spentToday = new Map<string, number>();
+  let spentDay = utcDay(now());
+  const rollDay = (): void => {
+    const day = utcDay(now());
+    if (day !== spentDay) {
+      spentDay = day;
+      spentToday.clear();
+    }
+  };
+  new Gauge({
+    name: `${p}budget_spent_usd`,
+    help: "Estimated spend of the current UTC day counted by this replica, in USD, for clients with a budget. Resets at 00:00 UTC.",
+    labelNames: ["client"] as const,
+    registers,
+    collect() {
+      rollDay();
+      this.reset();
+      for (const b of bounds.sets.budgets ?? []) this.set({ client: b.client }, spentToday.get(b.client) ?? 0);
+    },
+  });
   const configReloads = new Counter({
     name: `${p}config_reloads_total`,
     help: "Config reloads, by result (applied, rejected).",
@@ -351,6 +419,23 @@ export function createMetrics(options: MetricsOptions): Metrics {
     keyRotationSeries,
   ];
 
+  // Key refresh series start at 0 for every configured key, so `increase()` sees the first failure
+  // or rotation (a counter series that appears with its first event has no increase to show), and
+  // series of a key's previous source go away when a reload changes the source.
+  const initKeySeries = (): void => {
+    const settings = bounds.sets.keySettings ?? [];
+    const sourceOf = new Map(settings.map((k) => [k.key, k.source] as const));
+    keyRefreshSeries.pruneWhere((labels) => {
+      const source = sourceOf.get(labels.key);
+      return source !== undefined && source !== labels.source;
+    });
+    for (const { key, source } of settings) {
+      for (const result of KEY_REFRESH_RESULTS) keyRefreshSeries.get(`${key}\0${source}\0${result}`, () => ({ key, source, result })).inc(0);
+      keyRotationSeries.get(key, () => ({ key })).inc(0);
+    }
+  };
+  initKeySeries();
+
   let configHash: string | undefined;
 
   return {
@@ -360,6 +445,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
     setLabelSets(sets) {
       bounds = compileLabelSets(sets);
       for (const cache of caches) cache.prune(bounds);
+      for (const client of spentToday.keys()) if (!bounds.allows("client", client)) spentToday.delete(client);
+      initKeySeries();
       for (const [key, state] of held) {
         if (!bounds.hasKey(key)) {
           keyInfo.remove(state.labels);
@@ -411,6 +498,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
       const client = bounds.client(id);
       const model = bounds.model(name);
       costSeries.get(`${client}\0${model}`, () => ({ client, model })).inc(value);
+      rollDay();
+      spentToday.set(client, (spentToday.get(client) ?? 0) + value);
     },
 
     keyFetched(facts) {
@@ -450,6 +539,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
     metricsText: () => registry.metrics(),
   };
+}
+
+/** Days since the epoch in UTC: the epoch is midnight UTC and Unix time has no leap seconds. */
+function utcDay(epochMs: number): number {
+  return Math.floor(epochMs / 86_400_000);
 }
 
 function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {

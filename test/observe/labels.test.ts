@@ -19,9 +19,12 @@ void t.test("routeLabel drops the allowed-query list", (t) => {
 void t.test("labelSetsFromConfig collects clients, routes, models (allowlists and pricing) and keys", (t) => {
   // Only the fields the function reads; the rest of ProxyConfig does not matter here.
   const config = {
-    keys: { default: {}, production: {} },
+    keys: {
+      default: { source: "env", refresh: { interval: 300_000, timeout: 5000, max_stale: 0 } },
+      production: { source: "vault", refresh: { interval: 60_000, timeout: 5000, max_stale: 3_600_000 } },
+    },
     clients: [
-      { id: "web-app", routes: ["GET /v1/models", "GET /v1/generations?limit&after"], models: ["stability/sdxl"] },
+      { id: "web-app", routes: ["GET /v1/models", "GET /v1/generations?limit&after"], models: ["stability/sdxl"], budget: { daily_usd: 25 } },
       { id: "batch", routes: ["GET /v1/models", "POST /v1/images/generations"] },
     ],
     pricing: { "stability/sdxl": 0.004, "openai/dall-e-3": 0.04, default: 0.01 },
@@ -31,7 +34,36 @@ void t.test("labelSetsFromConfig collects clients, routes, models (allowlists an
     routes: ["GET /v1/models", "GET /v1/generations", "POST /v1/images/generations"],
     models: ["stability/sdxl", "openai/dall-e-3"],
     keys: ["default", "production"],
+    keySettings: [
+      { key: "default", source: "env", intervalSeconds: 300, maxStaleSeconds: 0 },
+      { key: "production", source: "vault", intervalSeconds: 60, maxStaleSeconds: 3600 },
+    ],
+    budgets: [{ client: "web-app", dailyUsd: 25 }],
   });
+  t.end();
+});
+
+void t.test("compiled sets keep settings and budgets only for configured names and sane numbers", (t) => {
+  const b = compileLabelSets({
+    clients: ["a"],
+    routes: [],
+    models: [],
+    keys: ["k"],
+    keySettings: [
+      { key: "k", source: "file", intervalSeconds: 30, maxStaleSeconds: 0 },
+      { key: "ghost", source: "env", intervalSeconds: 30, maxStaleSeconds: 0 },
+      { key: "k", source: "file", intervalSeconds: Number.NaN, maxStaleSeconds: -1 },
+    ],
+    budgets: [
+      { client: "a", dailyUsd: 5 },
+      { client: "b", dailyUsd: 5 },
+      { client: "a", dailyUsd: Number.POSITIVE_INFINITY },
+    ],
+  });
+  t.same(b.sets.keySettings, [{ key: "k", source: "file", intervalSeconds: 30, maxStaleSeconds: 0 }]);
+  t.same(b.sets.budgets, [{ client: "a", dailyUsd: 5 }]);
+  t.ok(Object.isFrozen(b.sets.keySettings) && Object.isFrozen(b.sets.keySettings?.[0]), "frozen");
+  t.same(compileLabelSets({ clients: [], routes: [], models: [], keys: [] }).sets.budgets, [], "default none");
   t.end();
 });
 

@@ -55,6 +55,14 @@ const SPEC_METRICS: Record<string, [string, string[]]> = {
   build_info: ["gauge", ["version", "node"]],
 };
 
+// Beyond SPEC (docs/observability.md): config numbers that alert rules compare with.
+const EXTRA_METRICS: Record<string, [string, string[]]> = {
+  key_refresh_interval_seconds: ["gauge", ["key"]],
+  key_max_stale_seconds: ["gauge", ["key"]],
+  budget_daily_usd: ["gauge", ["client"]],
+  budget_spent_usd: ["gauge", ["client"]],
+};
+
 void t.test("every SPEC metric is exposed with its type and exactly its label names", async (t) => {
   const m = metricsWith();
   recordOneOfEach(m);
@@ -68,7 +76,11 @@ void t.test("every SPEC metric is exposed with its type and exactly its label na
     for (const sample of samples) t.same(Object.keys(sample.labels).sort(), [...labels].sort(), `${name} labels`);
   }
   const ours = [...s.types.keys()].filter((n) => n.startsWith("mythiq_proxy_"));
-  t.same(ours.sort(), Object.keys(SPEC_METRICS).map((n) => `mythiq_proxy_${n}`).sort(), "no metric beyond SPEC's");
+  t.same(
+    ours.sort(),
+    [...Object.keys(SPEC_METRICS), ...Object.keys(EXTRA_METRICS)].map((n) => `mythiq_proxy_${n}`).sort(),
+    "no metric beyond SPEC's and the documented config gauges",
+  );
   const buckets = find(s, "mythiq_proxy_request_duration_seconds_bucket").map((b) => b.labels["le"]);
   t.same(buckets, [...DURATION_BUCKETS.map(String), "+Inf"], "histogram buckets 0.005 … 300 s");
   t.equal(DURATION_BUCKETS[0], 0.005);
@@ -349,4 +361,82 @@ void t.test("recording a request costs a few microseconds", async (t) => {
   t.ok(perRequestUs < 25, `${perRequestUs.toFixed(2)} µs < 25 µs (a loose bound; typically ~1 µs)`);
   const unknownCalls = Math.floor((10_000 + 1) / 3) + Math.floor((n + 1) / 3); // i % 3 === 2 in each run
   t.equal(valueOf(await scrape(m), "mythiq_proxy_requests_total", { client: "unknown" }), unknownCalls, "every call counted");
+});
+
+const CONFIGURED: LabelSets = {
+  ...SETS,
+  keySettings: [
+    { key: "default", source: "env", intervalSeconds: 300, maxStaleSeconds: 0 },
+    { key: "production", source: "vault", intervalSeconds: 60, maxStaleSeconds: 3600 },
+  ],
+  budgets: [{ client: "web-app", dailyUsd: 25 }],
+};
+
+void t.test("the extra gauges carry the config numbers, with exactly their label names", async (t) => {
+  const m = metricsWith(CONFIGURED);
+  const s = await scrape(m);
+  for (const [short, [type, labels]] of Object.entries(EXTRA_METRICS)) {
+    const name = `mythiq_proxy_${short}`;
+    t.equal(s.types.get(name), type, `${name} is a ${type}`);
+    t.ok(find(s, name).length > 0, `${name} has samples`);
+    for (const sample of find(s, name)) t.same(Object.keys(sample.labels), labels, `${name} labels`);
+  }
+  t.equal(valueOf(s, "mythiq_proxy_key_refresh_interval_seconds", { key: "default" }), 300);
+  t.equal(valueOf(s, "mythiq_proxy_key_refresh_interval_seconds", { key: "production" }), 60);
+  t.equal(valueOf(s, "mythiq_proxy_key_max_stale_seconds", { key: "default" }), 0, "0 = no limit");
+  t.equal(valueOf(s, "mythiq_proxy_key_max_stale_seconds", { key: "production" }), 3600);
+  t.same(find(s, "mythiq_proxy_budget_daily_usd").map((x) => [x.labels["client"], x.value]), [["web-app", 25]], "only clients with a budget");
+  t.same(find(s, "mythiq_proxy_budget_spent_usd").map((x) => [x.labels["client"], x.value]), [["web-app", 0]], "spend starts at 0");
+
+  m.setLabelSets({ ...CONFIGURED, keySettings: [{ key: "default", source: "env", intervalSeconds: 30, maxStaleSeconds: 120 }], budgets: [] });
+  const after = await scrape(m);
+  t.same(find(after, "mythiq_proxy_key_max_stale_seconds").map((x) => [x.labels["key"], x.value]), [["default", 120]], "a reload replaces them");
+  t.equal(find(after, "mythiq_proxy_budget_daily_usd").length, 0, "a removed budget leaves no series");
+  t.equal(find(after, "mythiq_proxy_budget_spent_usd").length, 0);
+});
+
+void t.test("budget_spent_usd sums today's cost per budgeted client and resets at 00:00 UTC", async (t) => {
+  let clock = Date.UTC(2025, 0, 10, 23, 59, 0);
+  const m = metricsWith(CONFIGURED, () => clock);
+  m.cost("web-app", "stability/sdxl", 0.25);
+  m.cost("web-app", "mystery", 0.5);
+  m.cost("batch", "stability/sdxl", 7);
+  let s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_budget_spent_usd", { client: "web-app" }), 0.75, "every model counts");
+  t.equal(valueOf(s, "mythiq_proxy_budget_spent_usd", { client: "batch" }), undefined, "no series without a budget");
+  t.equal(valueOf(s, "mythiq_proxy_estimated_cost_usd_total", { client: "batch" }), 7, "the counter still counts it");
+
+  clock = Date.UTC(2025, 0, 11, 0, 0, 0);
+  s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_budget_spent_usd", { client: "web-app" }), 0, "a new UTC day starts at 0 at scrape time");
+  m.cost("web-app", "stability/sdxl", 1);
+  clock = Date.UTC(2025, 0, 11, 23, 59, 59);
+  m.cost("web-app", "stability/sdxl", 2);
+  s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_budget_spent_usd", { client: "web-app" }), 3);
+  clock = Date.UTC(2025, 0, 12, 0, 0, 1);
+  m.cost("web-app", "stability/sdxl", 0.5);
+  s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_budget_spent_usd", { client: "web-app" }), 0.5, "and also when the first event of the day is a cost");
+  t.equal(valueOf(s, "mythiq_proxy_estimated_cost_usd_total", { client: "web-app", model: "stability/sdxl" }), 3.75, "the counter never resets");
+});
+
+void t.test("key refresh and rotation series start at 0 for configured keys, and follow a changed source", async (t) => {
+  const m = metricsWith(CONFIGURED);
+  let s = await scrape(m);
+  for (const [key, source] of [["default", "env"], ["production", "vault"]] as const) {
+    for (const result of ["changed", "unchanged", "failed"]) {
+      t.equal(valueOf(s, "mythiq_proxy_key_refresh_total", { key, source, result }), 0, `${key} ${result} at 0`);
+    }
+    t.equal(valueOf(s, "mythiq_proxy_key_rotations_total", { key }), 0);
+  }
+  m.keyFetchFailed("production", "vault");
+  m.setLabelSets({ ...CONFIGURED, keySettings: [{ key: "production", source: "aws", intervalSeconds: 60, maxStaleSeconds: 0 }, CONFIGURED.keySettings![0]!] });
+  s = await scrape(m);
+  t.same(
+    find(s, "mythiq_proxy_key_refresh_total", { key: "production" }).map((x) => [x.labels["source"], x.labels["result"], x.value]),
+    [["aws", "changed", 0], ["aws", "unchanged", 0], ["aws", "failed", 0]],
+    "the old source's series are gone, the new one's start at 0",
+  );
+  t.equal(find(s, "mythiq_proxy_key_refresh_total", { key: "default" }).length, 3, "other keys untouched");
 });
