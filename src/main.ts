@@ -58,14 +58,22 @@ async function run(configFile: string): Promise<number | undefined> {
     return 1;
   }
 
+  // SPEC §8 Stop. The drain itself (readiness, refusing connections, waiting for requests and
+  // streams up to server.drain_timeout, cutting the rest) is proxy.stop(); this only maps signals.
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      // A second signal means "now": Kubernetes escalates to SIGKILL anyway.
-      logger.warn("second signal, exiting without waiting for the drain", { signal });
+      // A second signal means "now" (an operator's second Ctrl-C; Kubernetes would SIGKILL anyway).
+      logger.warn("second signal, exiting without waiting for the drain", { signal, in_flight: proxy.inflight() });
       process.exit(0);
     }
     stopping = true;
+    // Last resort should the drain itself hang (a bug): it cuts every request at drain_timeout.
+    const grace = proxy.runtime().config.server.drain_timeout + 10_000;
+    setTimeout(() => {
+      logger.error("stop did not finish in time, exiting", { after_ms: grace });
+      process.exit(1);
+    }, grace).unref();
     proxy
       .stop(signal)
       .then(() => process.exit(0))
@@ -76,6 +84,8 @@ async function run(configFile: string): Promise<number | undefined> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // SIGHUP re-reads the config (so does a change of the file); a file identical to the one in
+  // force is a no-op, so SIGHUP and the file watch never apply or count one change twice.
   process.on("SIGHUP", () => {
     proxy.reload("SIGHUP").catch((err: unknown) => logger.error("reload failed", errorFields(err)));
   });
