@@ -9,6 +9,7 @@ import { createCors } from "./http/cors.ts";
 import type { Target } from "./http/target.ts";
 import type { Environment } from "./keys/env-source.ts";
 import { createKeyring, type ManagedKeyring } from "./keys/keyring.ts";
+import { buildLimits, type Limits } from "./limits/limits.ts";
 import { builtinSources, createSource, type SourceDeps, type SourceRegistry } from "./keys/sources.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
@@ -17,8 +18,8 @@ import { createForwarder, type Forwarder } from "./proxy/forward.ts";
 import { createAuthFailureLimiter } from "./rules/auth-failures.ts";
 import { buildAdmissionRules } from "./rules/build.ts";
 import type { RequestContext } from "./rules/context.ts";
-import { normalizeIp, UNKNOWN_IP } from "./rules/ip.ts";
-import { createSessionVerifier } from "./rules/sessions.ts";
+import { compileCidrs, normalizeIp, resolveCallerIp, UNKNOWN_IP } from "./rules/ip.ts";
+import { createSessionVerifier, type SessionDeps } from "./rules/sessions.ts";
 import type { Rule } from "./rules/rule.ts";
 import type { Deny, Verdict } from "./rules/verdict.ts";
 
@@ -47,8 +48,16 @@ export interface Runtime {
    * step 7 and before forwarding.
    */
   readonly charge: readonly Rule[];
+  /** The limits' stores (adopted by the next runtime on reload); `limits.close()` once at stop. */
+  readonly limits: Limits;
   readonly keyring: ManagedKeyring;
   readonly forwarder: Forwarder;
+  /**
+   * Stops the keyring, closes the upstream pool and the limit stores. Only for a runtime no later
+   * runtime adopted (the proxy stopping, a `test-policy` case): a reload retires the old runtime
+   * piece by piece instead.
+   */
+  close(): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -62,6 +71,12 @@ export interface RuntimeDeps {
   readonly fileSources?: SourceDeps["file"];
   /** The runtime being replaced by a reload: its held keys are adopted when their settings did not change. */
   readonly previous?: Runtime;
+  /** Use this keyring instead of fetching keys (`test-policy`: every key counts as held). */
+  readonly keyring?: ManagedKeyring;
+  /** No network from limits (in-memory stores whatever `limits.store` says): `test-policy`. */
+  readonly offline?: boolean;
+  /** Overrides for the session verifier (`test-policy` serves its own key set to the real JWKS client). */
+  readonly sessions?: Pick<SessionDeps, "jwks" | "clock">;
 }
 
 /**
@@ -75,7 +90,9 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     logger,
     ...(deps.fileSources === undefined ? {} : { file: deps.fileSources }),
   };
-  const keyring = createKeyring({
+  const keyring =
+    deps.keyring ??
+    createKeyring({
     keys: config.keys,
     createSource: (_name, keyConfig) => createSource(keyConfig, sourceDeps, deps.sources ?? builtinSources),
     logger,
@@ -86,7 +103,7 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
       },
     },
     ...(deps.previous === undefined ? {} : { previous: deps.previous.keyring }),
-  });
+    });
   const forwarder = createForwarder({
     upstream: config.upstream,
     logger,
@@ -100,16 +117,31 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     requests: config.limits.auth_failures.requests,
     per: config.limits.auth_failures.per,
   });
-  const sessions = createSessionVerifier(config);
-  const admission = buildAdmissionRules(config, { keyring, authFailures, ...(sessions === undefined ? {} : { sessions }) });
+  const sessions = createSessionVerifier(config, { env: deps.env, logger, ...deps.sessions });
+  const trustedProxies = compileCidrs(config.trusted_proxies);
   const cors = createCors(config);
   const body = createBodyPolicy();
+  // Last: it adopts the previous runtime's limit stores, or starts retiring them.
+  const limits = buildLimits(config, {
+    logger,
+    metrics,
+    env: deps.env,
+    memoryOnly: deps.offline === true,
+    ...(deps.previous === undefined ? {} : { previous: deps.previous.limits }),
+  });
+  const admission = buildAdmissionRules(config, {
+    keyring,
+    authFailures,
+    limits: limits.admission,
+    ...(sessions === undefined ? {} : { sessions }),
+  });
 
   return Object.freeze({
     config,
     hash,
     createContext({ id, head, target }) {
       const origin = head.headers.origin;
+      const socketIp = normalizeIp(head.socketAddress) ?? UNKNOWN_IP;
       return {
         id,
         method: head.method ?? "",
@@ -117,8 +149,12 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
         query: target.query,
         queryNames: target.queryNames,
         headers: head.headers,
-        socketIp: normalizeIp(head.socketAddress) ?? UNKNOWN_IP,
-        ip: UNKNOWN_IP,
+        socketIp,
+        // The caller every check and the audit log talk about: the socket peer, or the right-most
+        // untrusted X-Forwarded-For hop behind a trusted proxy (a hop that is not an address makes
+        // it UNKNOWN_IP, which no `networks` list contains). Resolved before the preflight step so
+        // even preflights are audited with the real caller.
+        ip: resolveCallerIp(socketIp, head.headers["x-forwarded-for"], trustedProxies),
         origin: typeof origin === "string" ? origin : undefined,
         client: undefined,
         credential: undefined,
@@ -135,8 +171,14 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     responseHeaders: cors.responseHeaders,
     bodyPlan: body.plan,
     checkBody: body.check,
-    charge: [],
+    charge: limits.charge,
+    limits,
     keyring,
     forwarder,
+    async close() {
+      keyring.close();
+      forwarder.close();
+      await limits.close();
+    },
   } satisfies Runtime);
 }

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Reason } from "../errors.ts";
+import { errorBody, type Reason } from "../errors.ts";
 import { readBodyBounded } from "../http/read-body.ts";
 import { sendDeny } from "../http/reply.ts";
 import type { HeldKey } from "../keys/types.ts";
@@ -48,11 +48,7 @@ export function createRequestHandler(deps: HandlerDeps) {
   const now = deps.now ?? (() => performance.now());
 
   return function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
-    handleRequest(deps, now, req, res, expectsContinue).catch((err: unknown) => {
-      // A bug, not a refusal: there is no honest JSON for it, so the connection is cut.
-      deps.logger.error("request handling failed", errorFields(err));
-      res.destroy();
-    });
+    void handleRequest(deps, now, req, res, expectsContinue);
   };
 }
 
@@ -70,10 +66,12 @@ async function handleRequest(
   const responseHeaders: Record<string, string> = { "x-request-id": id };
   const hasBody = req.headers["transfer-encoding"] !== undefined || (contentLength(req.headers) ?? 0) > 0;
   // Set once framing and target pass; `finish`/`refuse` below read it whenever they run.
-  // eslint-disable-next-line prefer-const
   let ctx: RequestContext | undefined;
 
+  let finished = false;
   const finish: Finish = (outcome) => {
+    if (finished) return;
+    finished = true;
     const durationMs = now() - startedAt;
     const requestOutcome: RequestOutcome = {
       status: outcome.status,
@@ -121,79 +119,89 @@ async function handleRequest(
     }
     // A refused request may still have body bytes on the wire (or a client waiting to send them
     // after `Expect`): closing the connection is cheaper and safer than draining them.
-    sendDeny(res, verdict, { headers: responseHeaders, close: hasBody || expectsContinue });
-    finish({ status: res.statusCode, reason: verdict.reason, forwarded: false, bytesIn: 0, bytesOut: 0 });
+    const sent = sendDeny(res, verdict, { headers: responseHeaders, close: hasBody || expectsContinue });
+    const bytesOut = sent ? Buffer.byteLength(errorBody(verdict.reason)) : 0;
+    finish({ status: res.statusCode, reason: verdict.reason, forwarded: false, bytesIn: 0, bytesOut });
   };
 
-  const head = requestHead(req);
-  const decision = await decideHead(runtime, id, head, () => {
-    if (deps.draining()) return deny("draining", undefined, 1);
-    const shedFor = deps.overloaded?.();
-    return shedFor === undefined ? undefined : deny("overloaded", "event loop lagging", shedFor);
-  });
-  ctx = decision.ctx;
-  Object.assign(responseHeaders, decision.headers);
-  if (decision.kind === "refuse") return refuse(decision.deny);
-  if (decision.kind === "preflight") {
-    res.writeHead(204, responseHeaders);
-    res.end();
-    finish({ status: 204, forwarded: false, bytesIn: 0, bytesOut: 0 });
-    return;
-  }
-  const admitted = decision.ctx;
-  const client = admitted.client;
-
-  // Step 7: body. `100 Continue` is only sent once every check that needs no body has passed.
-  const start = decideBodyStart(runtime, admitted, head);
-  if (start.kind === "refuse") return refuse(start.deny);
-  if (expectsContinue) res.writeContinue();
-
-  let body: ForwardInput["body"];
-  let held: Buffer | undefined;
-  if (start.kind === "none") {
-    held = Buffer.alloc(0);
-    body = { kind: "held", bytes: held };
-  } else if (start.kind === "hold") {
-    const read = await readBodyBounded(req, client.max_body);
-    if (!read.ok) {
-      if (read.why === "aborted") {
-        finish({ status: 499, forwarded: false, bytesIn: 0, bytesOut: 0 });
-        res.destroy();
-        return;
-      }
-      return refuse(deny("body_too_large", "body passed max_body while reading"));
-    }
-    held = read.bytes;
-    body = { kind: "held", bytes: held };
-  } else {
-    body = { kind: "stream", maxBytes: client.max_body };
-  }
-  const checked = await decideBody(runtime, admitted, start.kind === "hold" ? held : undefined);
-  if (!checked.ok) return refuse(checked);
-
-  // The key is read last, synchronously: the hot path never waits on a secret store.
-  const key = runtime.keyring.current(client.key);
-  if (key === undefined) return refuse(deny("key_unavailable", `key ${client.key} not held`, KEY_UNAVAILABLE_RETRY_SECONDS));
-
-  // Steps 8–9: forward with the key and relay the response.
-  deps.metrics.inflight(client.id, 1);
-  let result: ForwardResult;
   try {
-    result = await runtime.forwarder.forward({ ctx: admitted, req, res, keyName: client.key, key, body, responseHeaders });
-  } finally {
-    deps.metrics.inflight(client.id, -1);
+    const head = requestHead(req);
+    const decision = await decideHead(runtime, id, head, () => {
+      if (deps.draining()) return deny("draining", undefined, 1);
+      const shedFor = deps.overloaded?.();
+      return shedFor === undefined ? undefined : deny("overloaded", "event loop lagging", shedFor);
+    });
+    ctx = decision.ctx;
+    Object.assign(responseHeaders, decision.headers);
+    if (decision.kind === "refuse") return refuse(decision.deny);
+    if (decision.kind === "preflight") {
+      res.writeHead(204, responseHeaders);
+      res.end();
+      finish({ status: 204, forwarded: false, bytesIn: 0, bytesOut: 0 });
+      return;
+    }
+    const admitted = decision.ctx;
+    const client = admitted.client;
+
+    // Step 7: body. `100 Continue` is only sent once every check that needs no body has passed.
+    const start = decideBodyStart(runtime, admitted, head);
+    if (start.kind === "refuse") return refuse(start.deny);
+    if (expectsContinue) res.writeContinue();
+
+    let body: ForwardInput["body"];
+    let held: Buffer | undefined;
+    if (start.kind === "none") {
+      held = Buffer.alloc(0);
+      body = { kind: "held", bytes: held };
+    } else if (start.kind === "hold") {
+      const read = await readBodyBounded(req, client.max_body);
+      if (!read.ok) {
+        if (read.why === "aborted") {
+          finish({ status: 499, forwarded: false, bytesIn: 0, bytesOut: 0 });
+          res.destroy();
+          return;
+        }
+        return refuse(deny("body_too_large", "body passed max_body while reading"));
+      }
+      held = read.bytes;
+      body = { kind: "held", bytes: held };
+    } else {
+      body = { kind: "stream", maxBytes: client.max_body };
+    }
+    const checked = await decideBody(runtime, admitted, start.kind === "hold" ? held : undefined);
+    if (!checked.ok) return refuse(checked);
+
+    // The key is read last, synchronously: the hot path never waits on a secret store.
+    const key = runtime.keyring.current(client.key);
+    if (key === undefined) return refuse(deny("key_unavailable", `key ${client.key} not held`, KEY_UNAVAILABLE_RETRY_SECONDS));
+
+    // Steps 8–9: forward with the key and relay the response.
+    deps.metrics.inflight(client.id, 1);
+    let result: ForwardResult;
+    try {
+      result = await runtime.forwarder.forward({ ctx: admitted, req, res, keyName: client.key, key, body, responseHeaders });
+    } finally {
+      deps.metrics.inflight(client.id, -1);
+    }
+    if (result.upstreamMs !== undefined) deps.metrics.upstreamDuration(admitted.route, result.upstreamMs / 1000);
+    finish({
+      status: result.status,
+      reason: result.reason,
+      forwarded: result.forwarded,
+      upstreamStatus: result.upstreamStatus,
+      upstreamMs: result.upstreamMs,
+      bytesIn: result.bytesIn,
+      bytesOut: result.bytesOut,
+      key: result.key,
+    });
+  } catch (err) {
+    // A bug, not a refusal: there is no honest JSON for it, so the connection is cut. The
+    // request still ends properly: its concurrency slot is freed and its spend kept (it may have
+    // reached MythIQ), and it is counted and audited.
+    deps.logger.error("request handling failed", { request_id: id, ...errorFields(err) });
+    res.destroy();
+    finish({ status: 0, forwarded: true, bytesIn: 0, bytesOut: 0 });
   }
-  if (result.upstreamMs !== undefined) deps.metrics.upstreamDuration(admitted.route, result.upstreamMs / 1000);
-  finish({
-    status: result.status,
-    reason: result.reason,
-    forwarded: result.forwarded,
-    upstreamStatus: result.upstreamStatus,
-    upstreamMs: result.upstreamMs,
-    bytesIn: result.bytesIn,
-    bytesOut: result.bytesOut,
-    key: result.key,
-  });
 }
 
 /** The head the decisions read; the socket address is taken once, here. */

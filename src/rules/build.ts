@@ -4,7 +4,6 @@
  */
 import type { ProxyConfig } from "../config/types.ts";
 import type { Keyring } from "../keys/types.ts";
-import { createCallerIpRule } from "./caller-ip.ts";
 import { createIdentityCheck, type AuthFailures, type SessionVerifier } from "./identity-check.ts";
 import { createNetworkCheck } from "./network-check.ts";
 import { createOriginCheck } from "./origin-check.ts";
@@ -41,15 +40,16 @@ export function createKeyAvailableCheck(keyring: Keyring): Rule {
   };
 }
 
+/**
+ * The admission rules in order. The caller IP (`ctx.ip`) is already resolved when the context is
+ * built (runtime.ts), so every rule talks about the caller, never the raw `X-Forwarded-For`.
+ */
 export function buildAdmissionRules(config: ProxyConfig, deps: AdmissionDeps): readonly Rule[] {
   const identityDeps = {
     ...(deps.authFailures === undefined ? {} : { authFailures: deps.authFailures }),
     ...(deps.sessions === undefined ? {} : { sessions: deps.sessions }),
   };
   return Object.freeze([
-    // Who is asking from where: the socket peer, or the right-most untrusted X-Forwarded-For hop
-    // behind a trusted proxy. Everything after this talks about ctx.ip, never the raw header.
-    createCallerIpRule(config.trusted_proxies),
     // Step 3, who is calling: a static token, a session JWT, or an anonymous client whose origins /
     // networks match. Failed attempts count against limits.auth_failures per caller IP.
     createIdentityCheck(config.clients, identityDeps),
