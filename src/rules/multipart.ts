@@ -2,7 +2,7 @@
  * A strict `multipart/form-data` reader for bodies the proxy checks (SPEC §4 step 7: image edits
  * and variations upload files next to a `model` field).
  *
- * Why not @fastify/busboy (installed): it is a streaming parser that is lenient exactly where two
+ * Why not @fastify/busboy (a dev dependency, used by the mutation test as a second opinion): it is a streaming parser that is lenient exactly where two
  * parsers disagree, and a disagreement is a model-allowlist bypass (checked: busboy 3.2.6 on
  * Node 24). It lets `name*=` override `name` (`name="x"; name*=utf-8''model` reads as `model`),
  * keeps the last of two `name` parameters, takes the first of two `Content-Disposition` headers,
