@@ -25,6 +25,9 @@ import { createListener } from "../http/listener.ts";
 import { createLagMonitor, type LagMonitor, type LagMonitorOptions } from "../http/overload.ts";
 import type { Environment } from "../keys/env-source.ts";
 import type { SourceDeps, SourceRegistry } from "../keys/sources.ts";
+import { ERRORS, errorBody } from "../errors.ts";
+import { auditRecord } from "../observe/audit.ts";
+import { normalizeIp } from "../rules/ip.ts";
 import { labelSetsFromConfig } from "../observe/labels.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
 import { createMetrics, type Metrics } from "../observe/metrics.ts";
@@ -253,7 +256,30 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       gen.handle(req, res, expectsContinue);
     },
     {
-      onClientError: (reason) => metrics.denied(undefined, reason),
+      onClientError: (reason, detail, reply) => {
+        metrics.denied(undefined, reason);
+        if (reply === undefined) return;
+        // Answered by the listener itself (parser refusals, upgrades, CONNECT): still one request
+        // in requests_total and one audit line, under the x-request-id the reply carried.
+        const status = ERRORS[reason].status;
+        const bytesOut = Buffer.byteLength(errorBody(reason));
+        metrics.requestFinished({ status, durationSeconds: 0, bytesIn: 0, bytesOut });
+        const { audit } = current.runtime.config;
+        if (!audit.enabled) return;
+        logger.audit(
+          auditRecord({
+            includeSubject: audit.include_subject,
+            ctx: undefined,
+            fallback: { id: reply.id, method: "", path: "", ip: normalizeIp(reply.ip) ?? reply.ip },
+            status,
+            reason,
+            durationMs: 0,
+            bytesIn: 0,
+            bytesOut,
+          }),
+        );
+        logger.debug("request refused by the listener", { request_id: reply.id, reason, detail });
+      },
       onHandlerError: (err) => logger.error("request handler failed", errorFields(err)),
     },
   );

@@ -6,8 +6,10 @@
  * This module only wires Node. The pipeline behind `handler` runs `checkFraming` and `parseTarget`
  * first thing; the listener never inspects headers or paths itself.
  */
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { ServerConfig } from "../config/types.ts";
 import type { Reason } from "../errors.ts";
@@ -28,7 +30,7 @@ export interface ListenerOptions {
    * (`method_not_allowed`), `expectation_failed`, and connections dropped over `max_connections`
    * (`overloaded`). `detail` is a fixed string (a Node error code or a word), never caller bytes.
    */
-  readonly onClientError?: (reason: Reason, detail: string) => void;
+  readonly onClientError?: (reason: Reason, detail: string, reply?: RawReplyFacts) => void;
   /**
    * Told when the handler throws or rejects, or writes to a finished response. The connection is
    * then reset: no status fits an internal bug, and a reset can never pass for a success.
@@ -38,6 +40,14 @@ export interface ListenerOptions {
 
 /** Request line plus header block, in bytes; more → 431 (Node's HPE_HEADER_OVERFLOW). */
 export const MAX_HEADER_SIZE = 16384;
+
+/** A refusal the listener answered itself (the handler never saw the request). */
+export interface RawReplyFacts {
+  /** The `x-request-id` sent with the reply. */
+  readonly id: string;
+  /** The TCP peer, as the socket reports it. */
+  readonly ip: string;
+}
 
 /** How long a refused connection may take to read its reply before it is destroyed, in ms. */
 const LINGER_MS = 5000;
@@ -112,12 +122,19 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
   // Connections already refused: llhttp reports further errors (the peer closing mid-request) on them.
   const refused = new WeakSet<Duplex>();
 
-  function report(reason: Reason, detail: string): void {
+  function report(reason: Reason, detail: string, reply?: RawReplyFacts): void {
     try {
-      options.onClientError?.(reason, detail);
+      options.onClientError?.(reason, detail, reply);
     } catch {
       // A failing observer must not take a refusal (or the process) down with it.
     }
+  }
+
+  /** Answers on the raw socket with its own request id, and reports it as an answered request. */
+  function rawReply(socket: Duplex, reason: Reason, detail: string): void {
+    const id = randomUUID();
+    writeRawReply(socket, deny(reason, detail), { "x-request-id": id });
+    report(reason, detail, { id, ip: socket instanceof Socket ? (socket.remoteAddress ?? "") : "" });
   }
 
   function handlerFailed(err: unknown, res: ServerResponse): void {
@@ -131,8 +148,7 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
 
   function refuseSocket(socket: Duplex, reason: Reason, detail: string): void {
     refused.add(socket);
-    report(reason, detail);
-    writeRawReply(socket, deny(reason, detail));
+    rawReply(socket, reason, detail);
     closeAfterReply(socket);
   }
 
@@ -155,8 +171,9 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
   // HTTP/1.1 `Expect` without `100-continue` in it; HTTP/1.0 Expects reach the handler (checkFraming).
   listener.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
     latest.set(req.socket, { req, res });
-    report("expectation_failed", "expect");
-    sendDeny(res, deny("expectation_failed"), { close: true });
+    const id = randomUUID();
+    sendDeny(res, deny("expectation_failed"), { close: true, headers: { "x-request-id": id } });
+    report("expectation_failed", "expect", { id, ip: req.socket.remoteAddress ?? "" });
   });
 
   // Node hands these sockets over without its error listener: add one before anything can fail.
@@ -181,11 +198,12 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
     }
     refused.add(socket);
     const code = typeof err.code === "string" ? err.code : "client_error";
-    report(reason, code);
     const exchange = latest.get(socket);
     if (exchange !== undefined && !exchange.req.complete) {
       // The error is in the body of a request the handler holds (a stalled upload, a broken
-      // chunk): answer through its response, so that the handler sees `headersSent` and stops.
+      // chunk): answer through its response, so that the handler sees `headersSent` and stops
+      // (and accounts for that request itself).
+      report(reason, code);
       if (sendDeny(exchange.res, deny(reason, code), { close: true })) closeAfterReply(socket);
       return;
     }
@@ -194,10 +212,11 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
       if (exchange !== undefined && !exchange.res.shouldKeepAlive) {
         // That response closes the connection (e.g. `Connection: close` followed by more bytes):
         // a reply after it would be unsolicited bytes.
+        report(reason, code);
         closeAfterReply(socket);
         return;
       }
-      writeRawReply(socket, deny(reason, code));
+      rawReply(socket, reason, code);
       closeAfterReply(socket);
     };
     // A response still owed for the previous request goes out first: a raw reply now would be read

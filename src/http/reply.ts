@@ -68,15 +68,15 @@ export function sendReason(res: ServerResponse, reason: Reason, options: ReplyOp
   return sendDeny(res, { ok: false, reason }, options);
 }
 
-/** Writes a complete HTTP/1.1 error response to a raw socket and closes it. */
-export function writeRawReply(socket: Duplex, deny: Deny): void {
+/** Writes a complete HTTP/1.1 error response to a raw socket and closes it. `extra` headers must not be secrets. */
+export function writeRawReply(socket: Duplex, deny: Deny, extra: Readonly<Record<string, string>> = {}): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
   }
   const body = errorBody(deny.reason);
   const status = ERRORS[deny.reason].status;
-  const headers = replyHeaders(deny, body, true);
+  const headers = { ...extra, ...replyHeaders(deny, body, true) };
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
   socket.end(head + "\r\n" + body);

@@ -16,6 +16,7 @@ import type { RequestContext, RequestOutcome } from "../rules/context.ts";
 import { deny, type Deny } from "../rules/verdict.ts";
 import type { Runtime } from "../runtime.ts";
 import { KEY_UNAVAILABLE_RETRY_SECONDS } from "../rules/build.ts";
+import { normalizeIp } from "../rules/ip.ts";
 import { contentLength, decideBody, decideBodyStart, decideHead, type RequestHead } from "./decide.ts";
 import type { ForwardInput, ForwardResult } from "./forward.ts";
 
@@ -99,7 +100,7 @@ async function handleRequest(
         auditRecord({
           includeSubject: config.audit.include_subject,
           ctx,
-          fallback: { id, method: req.method ?? "", path: req.url ?? "", ip: req.socket.remoteAddress ?? "" },
+          fallback: { id, method: req.method ?? "", path: req.url ?? "", ip: normalizeIp(req.socket.remoteAddress ?? "") ?? "" },
           status: outcome.status,
           reason: outcome.reason,
           key: outcome.key,

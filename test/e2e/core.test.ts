@@ -208,3 +208,20 @@ t.test("without the key, requests get 503 key_unavailable and readiness says why
   t.ok(Number(res.headers["retry-after"]) >= 1, "Retry-After set");
   t.equal(empty.requests.length, 0);
 });
+
+t.test("a request Node's parser refuses is answered with a request id, counted and audited", async (t) => {
+  const before = upstream.requests.length;
+  const res = await sendRaw(proxy.port, "GET /v1/models HTTP/1.1\nHost: x\n\n");
+  const response = res.responses[0];
+  t.equal(response?.status, 400);
+  t.equal(JSON.parse(response?.body ?? "{}").reason, "malformed_request");
+  const id = response?.headers["x-request-id"];
+  t.match(id, /^[0-9a-f-]{36}$/);
+  const audit = proxy.logs.find((line) => line["request_id"] === id);
+  t.equal(audit?.["status"], 400);
+  t.equal(audit?.["reason"], "malformed_request");
+  t.equal(audit?.["ip"], "127.0.0.1");
+  const metrics = await proxy.admin("/metrics");
+  t.match(metrics.body, /mythiq_proxy_requests_total\{client="unknown",route="other",model="other",status="400"\} [1-9]/);
+  t.equal(upstream.requests.length, before);
+});

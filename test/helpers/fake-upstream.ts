@@ -277,12 +277,13 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     fallback: { type: "json", status: 200, body: { object: "list", data: [{ id: "stability/sdxl", object: "model" }] } },
     waitForRequests(n) {
       return new Promise((resolve) => {
-        const check = (): boolean => {
-          if (requests.length < n) return false;
-          resolve(requests);
-          return true;
+        // Every arrival wakes every waiter once (the list is emptied), so a waiter still short of
+        // its count re-registers itself for the next arrival.
+        const check = (): void => {
+          if (requests.length >= n) resolve(requests);
+          else waiters.push(check);
         };
-        if (!check()) waiters.push(() => void check());
+        check();
       });
     },
     async close() {

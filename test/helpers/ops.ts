@@ -218,10 +218,7 @@ export function configMapDir(yaml: string): { dir: string; file: string; update(
   };
 }
 
-/**
- * Resolves once `upstream` has received `n` request heads. (FakeUpstream.waitForRequests(n) only
- * resolves when the n-th request is the next one to arrive: its waiters are dropped after one wake.)
- */
-export async function upstreamRequests(upstream: { readonly requests: readonly unknown[]; waitForRequests(n: number): Promise<unknown> }, n: number): Promise<void> {
-  while (upstream.requests.length < n) await upstream.waitForRequests(upstream.requests.length + 1);
+/** Resolves once `upstream` has received `n` request heads. */
+export async function upstreamRequests(upstream: { waitForRequests(n: number): Promise<unknown> }, n: number): Promise<void> {
+  await upstream.waitForRequests(n);
 }
