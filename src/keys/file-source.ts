@@ -5,20 +5,15 @@
  * otherwise block a libuv thread for ever (four of those and every `fs` and DNS call in the process
  * stalls), and `/dev/zero` would be read until memory runs out.
  *
- * Change detection, so a rotated Secret is picked up without waiting for the refresh interval:
- * - the kubelet updates a Secret volume by writing a new timestamped directory and swapping the
- *   `..data` symlink (the key file itself is a symlink through `..data`), so no event ever arrives
- *   for the key file's own name: the *directory* is watched, and any event there triggers a check;
- * - inotify events are lost on some filesystems (network and FUSE mounts, overlay corner cases) and a
- *   path may be a symlink into another directory that is not watched at all, so the file is also
- *   `stat`ed on a timer;
- * - a check compares the identity and times of the file (following symlinks) with the last one seen
- *   and calls the listener only when they differ, so unrelated activity in the directory costs one
- *   `stat`, not a re-read, and a burst of events is debounced into one check.
+ * A rotated Secret is picked up without waiting for the refresh interval: once the keyring listens
+ * (`onChange`), `watchFile` watches the file's directory (the kubelet swaps a `..data` symlink that
+ * no event names) and `stat`s the file on a timer (inotify is lost on some filesystems), calling
+ * the listener only when the file's identity or times changed, so unrelated activity in the
+ * directory costs one `stat`, not a re-read.
  */
-import { constants, watch, type FSWatcher, type Stats } from "node:fs";
-import { open, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import { errorCode, watchFile, type FileWatch, type WatchDirectory } from "../fs/watch-file.ts";
 import type { Logger } from "../observe/log.ts";
 import type { KeySource, SourceValue } from "./types.ts";
 
@@ -36,19 +31,10 @@ export interface FileSourceOptions {
   readonly pollInterval?: number;
   /** Delay in ms from a directory event to the check; default 100. */
   readonly debounce?: number;
-  /** Watch the directory with `fs.watch`; default true. */
-  readonly watch?: boolean;
+  /** Watch the directory with `fs.watch`; default true; `false` polls only; tests may pass their own. */
+  readonly watch?: boolean | WatchDirectory;
   /** Where watcher trouble is reported (debug/warn); default none. */
   readonly logger?: Logger;
-}
-
-function signature(stats: Stats): string {
-  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
-}
-
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : err instanceof Error ? err.message : "unknown error";
 }
 
 /** Drops one trailing "\n" or "\r\n" (SPEC §3: "a file's trailing newline is dropped"). */
@@ -70,12 +56,7 @@ export function createFileSource(config: { readonly file: string }, options: Fil
   const logger = options.logger;
 
   let listener: (() => void) | undefined;
-  let lastSeen: string | undefined;
-  let watcher: FSWatcher | undefined;
-  let poller: ReturnType<typeof setInterval> | undefined;
-  let pending: ReturnType<typeof setTimeout> | undefined;
-  let checking = false;
-  let started = false;
+  let watcher: FileWatch | undefined;
   let closed = false;
 
   function unreadable(err: unknown): Error {
@@ -108,75 +89,30 @@ export function createFileSource(config: { readonly file: string }, options: Fil
       const text = buffer.toString("utf8", 0, length);
       buffer.fill(0);
       // What was read is the baseline for change detection: a change after this point is noticed.
-      lastSeen = signature(stats);
+      watcher?.seen(stats);
       return { value: dropTrailingNewline(text), version: String(Math.trunc(stats.mtimeMs)) };
     } finally {
       await handle.close().catch(() => undefined);
     }
   }
 
-  async function check(): Promise<void> {
-    if (checking || closed) return;
-    checking = true;
-    try {
-      let current: string;
-      try {
-        current = signature(await stat(path));
-      } catch (err) {
-        current = `missing:${errorCode(err)}`;
-      }
-      if (closed) return;
-      if (lastSeen === undefined) {
-        lastSeen = current;
-        return;
-      }
-      if (current !== lastSeen) {
-        lastSeen = current;
-        try {
-          listener?.();
-        } catch (err) {
-          // check() runs from timers and watcher events: a throw here would be an unhandled rejection.
-          logger?.warn("key file change listener failed", { file: path, error: errorCode(err) });
-        }
-      }
-    } finally {
-      checking = false;
-    }
-  }
-
-  function scheduleCheck(): void {
-    if (pending !== undefined || closed) return;
-    pending = setTimeout(() => {
-      pending = undefined;
-      void check();
-    }, debounce);
-    pending.unref();
+  function notify(): void {
+    listener?.();
   }
 
   function startWatching(): void {
-    if (options.watch === false) return;
-    const directory = dirname(path);
-    try {
-      watcher = watch(directory, { persistent: false }, scheduleCheck);
-      watcher.on("error", (err: unknown) => {
-        // The directory went away or inotify gave up: the poll still sees changes.
-        logger?.warn("key file watch stopped; polling only", { file: path, error: errorCode(err) });
-        watcher?.close();
-        watcher = undefined;
-      });
-    } catch (err) {
-      logger?.warn("key file cannot be watched; polling only", {
-        file: path,
-        directory,
-        error: errorCode(err),
-      });
-    }
-  }
-
-  function startPolling(): void {
-    if (pollInterval <= 0) return;
-    poller = setInterval(() => void check(), pollInterval);
-    poller.unref();
+    logger?.debug("watching key file", { file: path });
+    watcher = watchFile(path, {
+      onChange: notify,
+      pollInterval,
+      debounce,
+      ...(options.watch === undefined ? {} : { watch: options.watch }),
+      onTrouble: ({ kind, directory, error }) => {
+        if (kind === "unwatchable") logger?.warn("key file cannot be watched; polling only", { file: path, directory, error });
+        else if (kind === "stopped") logger?.warn("key file watch stopped; polling only", { file: path, error });
+        else logger?.warn("key file change listener failed", { file: path, error });
+      },
+    });
   }
 
   return {
@@ -188,21 +124,13 @@ export function createFileSource(config: { readonly file: string }, options: Fil
     /** One listener: a later call replaces it (the keyring that adopted this source on a reload). */
     onChange(next: () => void): void {
       listener = next;
-      if (closed || started) return;
-      started = true;
-      logger?.debug("watching key file", { file: path });
+      if (closed || watcher !== undefined) return;
       startWatching();
-      startPolling();
     },
     close(): void {
       closed = true;
       listener = undefined;
       watcher?.close();
-      watcher = undefined;
-      if (poller !== undefined) clearInterval(poller);
-      poller = undefined;
-      if (pending !== undefined) clearTimeout(pending);
-      pending = undefined;
     },
   };
 }

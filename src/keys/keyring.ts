@@ -10,6 +10,8 @@
  *   provoke 401s cannot turn the proxy into a refresh storm against Vault or AWS.
  * - The value is registered with the logger for redaction before it is held, and is never put into a
  *   log field, an event, an error or the HeldKey's enumerable properties.
+ * - A config reload never leaves a key that was held without one (SPEC §8, fail static): see
+ *   `KeyringOptions.previous`.
  */
 import type { KeyConfig, KeySourceKind } from "../config/types.ts";
 import type { Logger } from "../observe/log.ts";
@@ -67,11 +69,20 @@ export interface KeyringOptions {
   readonly events?: KeyringEvents;
   readonly clock?: KeyringClock;
   /**
-   * The keyring being replaced by a config reload. A key whose config is deep-equal to its config
-   * there is adopted with its held value and its source (no re-fetch, no new Vault login); the
-   * source given for it in `sources`, if different, is closed. From then on the previous keyring
-   * forwards `current`/`refreshNow` for that name to this one, so requests still running under
-   * the old config see the same key. Close the previous keyring after starting this one.
+   * The keyring being replaced by a config reload. What this keyring takes over for a key of the
+   * same name depends on what changed in its config (`keyChange`):
+   * - `none` or `schedule` (only `refresh.interval`/`max_stale`): the held value and the source
+   *   (no re-fetch, no new Vault login); the source given for it in `sources`, if different, is
+   *   closed. The next fetch is due `interval` (the new one) after the last successful one.
+   * - `timeout`: the held value, and the schedule as above, but the new source (Vault and AWS build
+   *   their HTTP clients with the timeout).
+   * - `source` (another path, file, secret, store): the held value is still served, with its age,
+   *   until the new source delivers its first good value (fetched at `start`); a failing new
+   *   source never leaves the key without a value.
+   * Only a key that has something to take over (a held value, or an equal config) is taken over.
+   * From then on the previous keyring forwards `current`/`held`/`refreshNow` for that name to
+   * this one, so requests still running under the old config see the same key. Close the
+   * previous keyring after starting this one.
    */
   readonly previous?: Keyring;
 }
@@ -83,8 +94,10 @@ export interface ManagedKeyring extends Keyring {
 
 interface Adopted {
   readonly held: HeldKey | undefined;
-  /** Undefined when the previous keyring was closed already (its sources are closed). */
+  /** Undefined when the source is not handed over, or the previous keyring was closed already (its sources are closed). */
   readonly source: KeySource | undefined;
+  /** `held` came from other source settings than the successor's: it is served until the new source delivers. */
+  readonly bridged: boolean;
 }
 
 /** Module-private access from a new keyring to the one it replaces. */
@@ -108,6 +121,10 @@ interface Slot {
   manual: { readonly at: number; readonly result: Promise<HeldKey | undefined> } | undefined;
   /** Set once a newer keyring adopted this key: this slot stops refreshing and forwards to it. */
   successor: ManagedKeyring | undefined;
+  /** The source now belongs to the successor: closing this keyring must not close it. */
+  sourceHandedOver: boolean;
+  /** `held` came from the source settings of a previous config; the first good fetch replaces it. */
+  bridged: boolean;
 }
 
 type Outcome = { readonly ok: true; readonly fetched: SourceValue } | { readonly ok: false; readonly error: string };
@@ -125,6 +142,24 @@ export function sameConfig(a: unknown, b: unknown): boolean {
       Object.prototype.hasOwnProperty.call(b, key) &&
       sameConfig((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]),
   );
+}
+
+/**
+ * What changed in one key's config across a reload:
+ * - `none`: nothing;
+ * - `schedule`: only `refresh.interval` and/or `refresh.max_stale`, which only the keyring reads;
+ * - `timeout`: `refresh.timeout` too (sources build their clients with it), nothing else;
+ * - `source`: anything about where the key comes from (kind, path, file, secret, auth, address).
+ */
+export type KeyChange = "none" | "schedule" | "timeout" | "source";
+
+/** Compares two configs of one key name (see `KeyChange`). */
+export function keyChange(before: KeyConfig, after: KeyConfig): KeyChange {
+  if (sameConfig(before, after)) return "none";
+  const { refresh: beforeRefresh, ...beforeSource } = before;
+  const { refresh: afterRefresh, ...afterSource } = after;
+  if (!sameConfig(beforeSource, afterSource)) return "source";
+  return beforeRefresh.timeout === afterRefresh.timeout ? "schedule" : "timeout";
 }
 
 /** "12m", "1h30m", "45s", "500ms": for readiness reasons. */
@@ -213,6 +248,8 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
       timer: undefined,
       manual: undefined,
       successor: undefined,
+      sourceHandedOver: false,
+      bridged: adopted?.bridged ?? false,
     });
   }
 
@@ -220,10 +257,20 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
 
   function handOver(name: string, config: KeyConfig, successor: ManagedKeyring): Adopted | undefined {
     const slot = slots.get(name);
-    if (slot === undefined || slot.successor !== undefined || !sameConfig(slot.config, config)) return undefined;
+    if (slot === undefined || slot.successor !== undefined) return undefined;
+    const change = keyChange(slot.config, config);
+    const sameSource = change === "none" || change === "schedule";
+    // Nothing worth taking: the successor starts this key afresh; this keyring keeps it until closed.
+    if (slot.held === undefined && !sameSource) return undefined;
     slot.successor = successor;
+    slot.sourceHandedOver = sameSource && !closed;
     stopSlot(slot);
-    return { held: slot.held, source: closed ? undefined : slot.source };
+    return {
+      held: slot.held,
+      source: slot.sourceHandedOver ? slot.source : undefined,
+      // A value still bridged here came from older settings even if the source is handed over.
+      bridged: slot.held !== undefined && (change === "source" || slot.bridged),
+    };
   }
 
   function closeSource(source: KeySource): void {
@@ -315,6 +362,8 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
   function succeed(slot: Slot, fetched: SourceValue): void {
     const { value } = fetched;
     const previous = slot.held;
+    const switched = slot.bridged;
+    slot.bridged = false;
     const changed = previous === undefined || previous.value !== value;
     const rotated = changed && previous !== undefined;
     // Registered before the key is held, so no line written from here on can carry it.
@@ -330,9 +379,21 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
     slot.held = key;
     slot.failures = 0;
     const fields = { key: slot.name, source: slot.config.source, fingerprint: key.fingerprint, version: key.version };
-    if (rotated) logger.info("key rotated", { ...fields, previous_fingerprint: previous.fingerprint });
-    else if (changed) logger.info("key loaded", fields);
-    else logger.debug("key refreshed, unchanged", fields);
+    if (switched && previous !== undefined) {
+      // The end of a reload's bridge: said at info even when the new source holds the same value.
+      logger.info("key source switched", {
+        ...fields,
+        previous_source: previous.source,
+        previous_fingerprint: previous.fingerprint,
+        rotated,
+      });
+    } else if (rotated) {
+      logger.info("key rotated", { ...fields, previous_fingerprint: previous.fingerprint });
+    } else if (changed) {
+      logger.info("key loaded", fields);
+    } else {
+      logger.debug("key refreshed, unchanged", fields);
+    }
     emit({ name: slot.name, source: slot.config.source, result: changed ? "changed" : "unchanged", key, rotated });
     schedule(slot, jitter(slot.config.refresh.interval, random));
   }
@@ -348,6 +409,7 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
       retry_in_ms: delay,
       // Which key is still served (fail static), by fingerprint only.
       serving: slot.held?.fingerprint ?? null,
+      ...(slot.bridged ? { serving_previous_settings: true } : {}),
     });
     emit({
       name: slot.name,
@@ -453,6 +515,15 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
       const key = slot.held;
       if (key === undefined) {
         void refresh(slot);
+      } else if (slot.bridged) {
+        logger.info("key settings changed; serving the previous key until the new source delivers", {
+          key: slot.name,
+          source: slot.config.source,
+          serving: key.fingerprint,
+          serving_source: key.source,
+          serving_age_ms: Math.max(0, clock.now() - key.fetchedAt),
+        });
+        void refresh(slot);
       } else {
         // Adopted on reload: keep its schedule rather than fetching again at once.
         const due = Math.max(0, key.fetchedAt + slot.config.refresh.interval - clock.now());
@@ -466,7 +537,7 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
     closed = true;
     for (const slot of slots.values()) {
       stopSlot(slot);
-      if (slot.successor === undefined) closeSource(slot.source);
+      if (!slot.sourceHandedOver) closeSource(slot.source);
     }
   }
 
