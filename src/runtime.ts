@@ -16,7 +16,7 @@ import type { Metrics } from "./observe/metrics.ts";
 import type { RequestHead } from "./proxy/decide.ts";
 import { createForwarder, type Forwarder } from "./proxy/forward.ts";
 import { createAuthFailureLimiter } from "./rules/auth-failures.ts";
-import { buildAdmissionRules } from "./rules/build.ts";
+import { admissionOrder, compileCallerRules } from "./rules/build.ts";
 import type { RequestContext } from "./rules/context.ts";
 import { compileCidrs, normalizeIp, resolveCallerIp, UNKNOWN_IP } from "./rules/ip.ts";
 import { createSessionVerifier, type SessionDeps } from "./rules/sessions.ts";
@@ -90,20 +90,17 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     logger,
     ...(deps.fileSources === undefined ? {} : { file: deps.fileSources }),
   };
-  const keyring =
-    deps.keyring ??
-    createKeyring({
-    keys: config.keys,
-    createSource: (_name, keyConfig) => createSource(keyConfig, sourceDeps, deps.sources ?? builtinSources),
-    logger,
-    events: {
-      refreshed(event) {
-        if (event.result === "failed") metrics.keyFetchFailed(event.name, event.source);
-        else if (event.key !== undefined) metrics.keyFetched(event.key);
-      },
-    },
-    ...(deps.previous === undefined ? {} : { previous: deps.previous.keyring }),
-    });
+  // First everything that can fail on this config; only then take over the previous runtime's
+  // limit stores and keys, so a reload that fails here leaves the running runtime untouched.
+  const authFailures = createAuthFailureLimiter({
+    requests: config.limits.auth_failures.requests,
+    per: config.limits.auth_failures.per,
+  });
+  const sessions = createSessionVerifier(config, { env: deps.env, logger, ...deps.sessions });
+  const callerRules = compileCallerRules(config, { authFailures, ...(sessions === undefined ? {} : { sessions }) });
+  const trustedProxies = compileCidrs(config.trusted_proxies);
+  const cors = createCors(config);
+  const body = createBodyPolicy();
   const forwarder = createForwarder({
     upstream: config.upstream,
     logger,
@@ -113,15 +110,8 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     },
     onUpstreamError: (reason) => metrics.upstreamError(reason),
   });
-  const authFailures = createAuthFailureLimiter({
-    requests: config.limits.auth_failures.requests,
-    per: config.limits.auth_failures.per,
-  });
-  const sessions = createSessionVerifier(config, { env: deps.env, logger, ...deps.sessions });
-  const trustedProxies = compileCidrs(config.trusted_proxies);
-  const cors = createCors(config);
-  const body = createBodyPolicy();
-  // Last: it adopts the previous runtime's limit stores, or starts retiring them.
+
+  // Adopts the previous runtime's limit stores, or starts retiring them.
   const limits = buildLimits(config, {
     logger,
     metrics,
@@ -129,12 +119,23 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     memoryOnly: deps.offline === true,
     ...(deps.previous === undefined ? {} : { previous: deps.previous.limits }),
   });
-  const admission = buildAdmissionRules(config, {
-    keyring,
-    authFailures,
-    limits: limits.admission,
-    ...(sessions === undefined ? {} : { sessions }),
-  });
+  // Adopts the previous runtime's held keys (see keyring.ts); last, because from here on the
+  // previous keyring forwards those keys to this one.
+  const keyring =
+    deps.keyring ??
+    createKeyring({
+      keys: config.keys,
+      createSource: (_name, keyConfig) => createSource(keyConfig, sourceDeps, deps.sources ?? builtinSources),
+      logger,
+      events: {
+        refreshed(event) {
+          if (event.result === "failed") metrics.keyFetchFailed(event.name, event.source);
+          else if (event.key !== undefined) metrics.keyFetched(event.key);
+        },
+      },
+      ...(deps.previous === undefined ? {} : { previous: deps.previous.keyring }),
+    });
+  const admission = admissionOrder(callerRules, keyring, limits.admission);
 
   return Object.freeze({
     config,

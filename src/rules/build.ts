@@ -14,12 +14,34 @@ import { CONTINUE, deny, type Verdict } from "./verdict.ts";
 /** Seconds a caller is told to wait while a key is not held yet. */
 export const KEY_UNAVAILABLE_RETRY_SECONDS = 5;
 
-export interface AdmissionDeps {
-  readonly keyring: Keyring;
+export interface CallerRuleDeps {
   readonly authFailures?: AuthFailures;
   readonly sessions?: SessionVerifier;
-  /** Step 6 (rate, concurrency, budget), in their own order. */
-  readonly limits?: readonly Rule[];
+}
+
+/** Steps 3–5, compiled from the config (token hashes, origins, CIDRs, route templates). */
+export interface CallerRules {
+  readonly identity: Rule;
+  readonly origin: Rule;
+  readonly network: Rule;
+  readonly route: Rule;
+}
+
+/**
+ * Compiles the caller checks. This is the part of building a runtime that can fail on a config, so
+ * it runs before anything is taken over from the runtime a reload replaces.
+ */
+export function compileCallerRules(config: ProxyConfig, deps: CallerRuleDeps): CallerRules {
+  const identityDeps = {
+    ...(deps.authFailures === undefined ? {} : { authFailures: deps.authFailures }),
+    ...(deps.sessions === undefined ? {} : { sessions: deps.sessions }),
+  };
+  return {
+    identity: createIdentityCheck(config.clients, identityDeps),
+    origin: createOriginCheck(config.clients),
+    network: createNetworkCheck(config.clients),
+    route: createRouteCheck(config.clients),
+  };
 }
 
 /**
@@ -27,7 +49,7 @@ export interface AdmissionDeps {
  * `max_stale`). It runs after the route check, so only a caller that would be allowed learns that
  * the proxy has no key, and before the limits, so such a request spends none of the caller's quota.
  */
-export function createKeyAvailableCheck(keyring: Keyring): Rule {
+export function createKeyAvailableCheck(keyring: Pick<Keyring, "current">): Rule {
   return {
     name: "key-available",
     check(ctx): Verdict {
@@ -44,26 +66,22 @@ export function createKeyAvailableCheck(keyring: Keyring): Rule {
  * The admission rules in order. The caller IP (`ctx.ip`) is already resolved when the context is
  * built (runtime.ts), so every rule talks about the caller, never the raw `X-Forwarded-For`.
  */
-export function buildAdmissionRules(config: ProxyConfig, deps: AdmissionDeps): readonly Rule[] {
-  const identityDeps = {
-    ...(deps.authFailures === undefined ? {} : { authFailures: deps.authFailures }),
-    ...(deps.sessions === undefined ? {} : { sessions: deps.sessions }),
-  };
+export function admissionOrder(caller: CallerRules, keyring: Pick<Keyring, "current">, limits: readonly Rule[]): readonly Rule[] {
   return Object.freeze([
     // Step 3, who is calling: a static token, a session JWT, or an anonymous client whose origins /
     // networks match. Failed attempts count against limits.auth_failures per caller IP.
-    createIdentityCheck(config.clients, identityDeps),
+    caller.identity,
     // Step 4, origin: a listed client's browser Origin must match (cookie sessions always need one),
     // so another site cannot ride on a user's cookie or a public client.
-    createOriginCheck(config.clients),
+    caller.origin,
     // Step 4, network: the caller IP must be in the client's networks when it lists them.
-    createNetworkCheck(config.clients),
+    caller.network,
     // Step 5, route: METHOD + canonical path must match one of the client's routes exactly, and
     // every query parameter must be listed for that route.
-    createRouteCheck(config.clients),
+    caller.route,
     // The key must be held before any quota is spent or any body byte is read.
-    createKeyAvailableCheck(deps.keyring),
-    // Step 6, limits: rate, concurrency, daily budget.
-    ...(deps.limits ?? []),
+    createKeyAvailableCheck(keyring),
+    // Step 6, limits: rate, then concurrency (the budget runs after the body step).
+    ...limits,
   ]);
 }
