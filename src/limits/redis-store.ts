@@ -11,7 +11,9 @@
  * slots of a replica that dies free themselves instead of blocking the client for ever.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+// A type-only import: the client library (about 20 MB resident) is loaded on first use, so a
+// proxy with in-memory limits never pays for it.
+import type { Redis } from "ioredis";
 import { errorFields } from "../observe/log.ts";
 import { ACQUIRE_SLOT, RELEASE_SLOT, RENEW_SLOTS, RESERVE, TAKE_TOKEN, UNRESERVE } from "./redis-scripts.ts";
 import type { LimitStore, Release, Settle, StoreHealth } from "./store.ts";
@@ -163,9 +165,9 @@ export function createRedisStore(options: RedisStoreOptions): LimitStore {
   }, connectTimeoutMs);
   startTimer.unref();
 
-  function connect(url: string): void {
+  function connect(url: string, RedisClient: typeof Redis): void {
     secrets = secretParts(url);
-    const c = new Redis(url, {
+    const c = new RedisClient(url, {
       commandTimeout: timeoutMs,
       connectTimeout: Math.max(timeoutMs, Math.min(connectTimeoutMs, 10_000)),
       // Fail at once while disconnected instead of queueing: the caller falls back or refuses.
@@ -190,9 +192,9 @@ export function createRedisStore(options: RedisStoreOptions): LimitStore {
     client = c;
   }
 
-  options.url().then(
-    (url) => {
-      if (!closed) connect(url);
+  Promise.all([options.url(), import("ioredis")]).then(
+    ([url, ioredis]) => {
+      if (!closed) connect(url, ioredis.Redis);
     },
     (err: unknown) => setState("down", `redis url could not be read: ${describe(err)}`),
   );
