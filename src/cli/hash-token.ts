@@ -3,7 +3,7 @@
  * `sha256:<64 hex>` line that goes into a client's `auth.tokens`, so the config never holds the
  * token itself. The token is never printed or put into an error message.
  */
-import { createHash } from "node:crypto";
+import { hashToken as digestToken, isBearerToken } from "../rules/tokens.ts";
 
 /** Longest token accepted on stdin: 4 KiB. A header line could not carry much more anyway. */
 export const MAX_TOKEN_BYTES = 4096;
@@ -12,19 +12,20 @@ export const MAX_TOKEN_BYTES = 4096;
 export const MIN_TOKEN_LENGTH = 16;
 
 /**
- * `sha256:<64 lowercase hex>` of `input` with exactly one trailing `\n` or `\r\n` dropped.
+ * `sha256:<64 lowercase hex>` of `input` with exactly one trailing `\n` or `\r\n` dropped (the
+ * digest and the token grammar are `rules/tokens.ts`'s, so what this prints is what the proxy matches).
  * Throws when what is left is empty or is not printable ASCII without spaces: such a token could
  * not be sent as `Authorization: Bearer <token>` byte for byte, so its hash would never match.
  */
 export function hashToken(input: string): string {
   const token = input.endsWith("\r\n") ? input.slice(0, -2) : input.endsWith("\n") ? input.slice(0, -1) : input;
   if (token === "") throw new Error("the token is empty");
-  if (!/^[\x21-\x7e]+$/.test(token)) {
+  if (!isBearerToken(token)) {
     throw new Error(
       "the token must be printable ASCII without spaces (check for a second trailing newline, spaces or non-ASCII characters)",
     );
   }
-  return `sha256:${createHash("sha256").update(token, "utf8").digest("hex")}`;
+  return digestToken(token);
 }
 
 /** Where `runHashToken` writes; each call gets whole lines ending in "\n". */

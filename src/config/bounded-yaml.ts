@@ -3,7 +3,7 @@
  * never a crash, a hang or a polluted prototype (SPEC §3 "parsing is bounded").
  *
  * Order: size cap → character scan → nesting pre-scan with yaml's own lexer → parse (YAML 1.2 core
- * schema, unique keys) → conversion to null-prototype objects with an alias and value budget.
+ * schema) → duplicate-key scan → conversion to null-prototype objects with an alias and value budget.
  *
  * Why the pre-scan: yaml's parser and composer recurse once per nesting level. On Node 20 a 2 KB file
  * of `[[[[…` overflows the stack and, parsed a second time in the same process, aborts the whole
@@ -11,7 +11,7 @@
  * machine, so counting depth with it first means the recursive stages only ever see shallow input.
  */
 import { isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, parseDocument } from "yaml";
-import type { Document, Node as YamlNode } from "yaml";
+import type { Document, Pair, YAMLMap, Node as YamlNode } from "yaml";
 import { formatPath } from "./problems.ts";
 import type { ConfigPath } from "./problems.ts";
 
@@ -87,7 +87,9 @@ export function parseBoundedYaml(text: string): BoundedParse {
       version: "1.2",
       schema: "core",
       merge: false,
-      uniqueKeys: true,
+      // yaml's own check compares each key with every earlier key of its map: quadratic (a 1 MiB
+      // file of 85 000 map entries took ~97 s). duplicateKeys() does the same check in one pass.
+      uniqueKeys: false,
       strict: true,
       prettyErrors: false,
     });
@@ -102,10 +104,15 @@ export function parseBoundedYaml(text: string): BoundedParse {
     return { line: p.line, col: p.col };
   };
 
-  const syntax = [...doc.errors, ...doc.warnings].map((e): Located => {
-    const p = pos(e.pos[0]);
-    return { ...p, message: `invalid YAML: ${yamlMessage(e.code, e.message, src.slice(e.pos[0], e.pos[0] + 100))}` };
+  const located = (offset: number, code: string, message: string): Located => ({
+    ...pos(offset),
+    message: `invalid YAML: ${yamlMessage(code, message, src.slice(offset, offset + 100))}`,
   });
+  const syntax = [
+    ...doc.errors.map((e) => located(e.pos[0], e.code, e.message)),
+    ...duplicateKeys(doc, src).map((offset) => located(offset, "DUPLICATE_KEY", "Map keys must be unique")),
+    ...doc.warnings.map((e) => located(e.pos[0], e.code, e.message)),
+  ];
   if (syntax.length > 0) return { ok: false, problems: syntax };
   if (doc.contents === null) {
     return fail(1, 1, "the file is empty: a config needs at least `keys` and `clients`");
@@ -114,13 +121,14 @@ export function parseBoundedYaml(text: string): BoundedParse {
   const converted = convert(doc, src, pos);
   if (!converted.ok) return { ok: false, problems: [converted.problem] };
 
+  const pairs = pairFinder();
   const tree: YamlTree = {
     data: converted.data,
     problems: converted.problems,
-    locate: (path, at = "value") => walk(doc, path, at, pos, false),
-    nearest: (path, at = "value") => walk(doc, path, at, pos, true) ?? { line: 1, col: 1 },
+    locate: (path, at = "value") => walk(doc, pairs, path, at, pos, false),
+    nearest: (path, at = "value") => walk(doc, pairs, path, at, pos, true) ?? { line: 1, col: 1 },
     source: (path) => {
-      const node = nodeAt(doc, path);
+      const node = nodeAt(doc, pairs, path);
       return isScalar(node) && node.range ? src.slice(node.range[0], node.range[1]) : undefined;
     },
   };
@@ -207,6 +215,50 @@ function yamlMessage(code: string, message: string, atError: string): string {
   }
   if (code === "MULTIPLE_DOCS") return "the file holds more than one YAML document (---): a config is a single document";
   return message.split("\n")[0] ?? message;
+}
+
+/**
+ * Offsets of keys that repeat an earlier key of the same map, in one pass with a Set per map.
+ * The rule, position and message are yaml's own `uniqueKeys` check: scalar keys with equal values
+ * (`===`: `1` and `"1"` differ, as do two `.nan`) are duplicates, other keys never are; the second
+ * key is reported, at its first character. Every map node is checked once, as yaml does while
+ * composing, including maps the conversion never reaches (under a complex key, under `__proto__`);
+ * aliases are not followed, so an aliased map is not reported twice.
+ */
+function duplicateKeys(doc: Document.Parsed, src: string): number[] {
+  const offsets: number[] = [];
+  // Iterative: the pre-scan bounds nesting, but a stack of our own needs no such argument.
+  const pending: unknown[] = [doc.contents];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (isMap(node)) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = pair.key;
+        if (isScalar(key) && !(typeof key.value === "number" && Number.isNaN(key.value))) {
+          if (seen.has(key.value)) offsets.push(keyOffset(key, src));
+          else seen.add(key.value);
+        }
+        pending.push(pair.key, pair.value);
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) pending.push(item);
+    }
+  }
+  return offsets.sort((a, b) => a - b);
+}
+
+/**
+ * Where a key starts. An empty key (`: value`) has an empty range that yaml may place before the
+ * indentation or a comment: yaml's check points past those, at the `:`, and so do we.
+ */
+function keyOffset(key: YamlNode, src: string): number {
+  const start = key.range?.[0] ?? 0;
+  if (!isEmptyScalar(key)) return start;
+  const blank = /(?:\s|#[^\n]*)*/y;
+  blank.lastIndex = start;
+  blank.exec(src);
+  return blank.lastIndex;
 }
 
 type Converted = { ok: true; data: unknown; problems: Located[] } | { ok: false; problem: Located };
@@ -305,9 +357,32 @@ export function typeName(v: unknown): string {
   }
 }
 
+/** Finds a map's pair by key value; the first pair wins, as `items.find` would. */
+type PairFinder = (map: YAMLMap, key: string | number) => Pair | undefined;
+
+/**
+ * A `PairFinder` that indexes each map the first time it is asked about it, so placing one
+ * problem per entry of a huge map (80 000 bad `pricing` values) stays linear, not quadratic.
+ */
+function pairFinder(): PairFinder {
+  const indexes = new WeakMap<YAMLMap, Map<unknown, Pair>>();
+  return (map, key) => {
+    let index = indexes.get(map);
+    if (index === undefined) {
+      index = new Map();
+      for (const pair of map.items) {
+        if (isScalar(pair.key) && !index.has(pair.key.value)) index.set(pair.key.value, pair);
+      }
+      indexes.set(map, index);
+    }
+    return index.get(key);
+  };
+}
+
 /** Walks the YAML nodes along `path`; `fallback` returns the nearest existing ancestor instead of undefined. */
 function walk(
   doc: Document.Parsed,
+  pairs: PairFinder,
   path: ConfigPath,
   at: "key" | "value",
   pos: (offset: number) => Position,
@@ -321,7 +396,7 @@ function walk(
     node = deref(doc, node);
     const last = i === path.length - 1;
     if (isMap(node) && typeof seg === "string") {
-      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === seg);
+      const pair = pairs(node, seg);
       if (!pair) return fallback ? best : undefined;
       const keyPos = startOf(pair.key, pos);
       if (last && at === "key") return keyPos;
@@ -343,11 +418,11 @@ function walk(
   return startOf(deref(doc, node), pos) ?? (fallback ? best : undefined);
 }
 
-function nodeAt(doc: Document.Parsed, path: ConfigPath): unknown {
+function nodeAt(doc: Document.Parsed, pairs: PairFinder, path: ConfigPath): unknown {
   let node: unknown = doc.contents;
   for (const seg of path) {
     node = deref(doc, node);
-    if (isMap(node)) node = node.items.find((p) => isScalar(p.key) && p.key.value === seg)?.value;
+    if (isMap(node)) node = pairs(node, seg)?.value;
     else if (isSeq(node) && typeof seg === "number") node = node.items[seg];
     else return undefined;
   }

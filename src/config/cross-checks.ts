@@ -5,7 +5,9 @@
  * Each rule looks only at values of the right type and stays silent otherwise: the schema already
  * reports a value of the wrong type.
  */
-import { checkName, checkUrl, isHmacAlgorithm, parseRoute } from "./formats.ts";
+import { parseCidr } from "../rules/ip.ts";
+import { parseRouteTemplate } from "../rules/routes.ts";
+import { checkName, checkUrl, isHmacAlgorithm } from "./formats.ts";
 import type { ConfigPath, PathIssue } from "./problems.ts";
 import { parseDuration } from "./units.ts";
 
@@ -229,7 +231,8 @@ function checkClients(ctx: ClientsContext, err: Report, warn: Report): void {
         "an anonymous client must set origins or networks; otherwise anyone who can reach the proxy could use the key",
       );
     }
-    if (anonymous && networks?.some((n) => n === "0.0.0.0/0" || n === "::/0")) {
+    // Every spelling of "everyone": 0.0.0.0/0, ::/0, 0:0::/0, ::ffff:0:0/96 (all IPv4 callers)...
+    if (anonymous && networks?.some((n) => typeof n === "string" && isEveryAddress(n))) {
       warn([...base, "networks"], "an anonymous client open to every address (0.0.0.0/0 or ::/0) lets anyone use the key");
     }
     // Stay quiet when the auth block is malformed: the schema already says what is wrong there.
@@ -255,12 +258,13 @@ function checkClients(ctx: ClientsContext, err: Report, warn: Report): void {
     const models = list(c.models);
     if (models?.length === 0) warn([...base, "models"], "is empty: every request body naming a model will be refused");
 
+    // "The same route" is what compileRoutes refuses twice: the same label (METHOD /path).
     const seen = new Map<string, number>();
     (list(c.routes) ?? []).forEach((r, j) => {
       if (typeof r !== "string") return;
-      const parsed = parseRoute(r);
+      const parsed = parseRouteTemplate(r);
       if (!parsed.ok) return;
-      const k = `${parsed.value.method} ${parsed.value.path}`;
+      const k = parsed.value.label;
       const first = seen.get(k);
       if (first !== undefined) err([...base, "routes", j], `${k} is already listed at routes[${first}]`);
       else seen.set(k, j);
@@ -270,6 +274,11 @@ function checkClients(ctx: ClientsContext, err: Report, warn: Report): void {
   if (ctx.jwt && !anyJwtClient && ctx.clients.length > 0) {
     warn(["sessions", "jwt"], "no client sets auth.jwt: true, so no session will be accepted", "key");
   }
+}
+
+function isEveryAddress(text: string): boolean {
+  const parsed = parseCidr(text);
+  return parsed.ok && parsed.value.prefix === 0;
 }
 
 function checkLimits(limits: unknown, err: Report, warn: Report): void {

@@ -21,9 +21,9 @@ import {
   checkJwtAlgorithm,
   checkName,
   checkOrigin,
+  checkRoute,
   checkTokenHash,
   checkUrl,
-  parseRoute,
 } from "./formats.ts";
 import { checkSecretRef } from "./secret-ref.ts";
 import {
@@ -304,10 +304,7 @@ const clientSchema = z.strictObject({
   origins: z.array(formatted(checkOrigin)).optional(),
   networks: z.array(formatted(checkCidr)).optional(),
   routes: nonEmptyList(
-    formatted((s) => {
-      const r = parseRoute(s);
-      return r.ok ? pass(s) : r;
-    }),
+    formatted(checkRoute),
     "must list at least one route (a client without routes could do nothing)",
   ),
   models: z.array(modelName()).optional(),

@@ -1,11 +1,11 @@
 /**
  * Validates a config file for a reload in a separate, short-lived Node process.
  *
- * Why not in-process, although the loader is bounded: bounded is not cheap. Measured on Node
+ * Why not in-process, although the loader is bounded: bounded is not free. Measured on Node
  * 24.21 (`test/ops/reload-hostile.test.ts` keeps one such file): a 1 MiB file of 85 000 `pricing`
- * entries keeps the loader busy for about 100 s (yaml's duplicate-key check is quadratic), a
- * flow map of the same size for minutes, and a 1 MiB list of 260 000 values several seconds. In
- * the proxy's process any of those would stop every request for that long. In a child, the event
+ * entries keeps the loader busy for about a second, a 1 MiB list of 260 000 values about two (and
+ * before the duplicate-key check was made linear, minutes). In the proxy's process that would stop
+ * every request for as long. In a child, the event
  * loop that serves requests never runs the parser; a validator that takes longer than
  * `timeoutMs` is killed and the file rejected. The child also contains what no bound can rule
  * out: on Node 20 a 2 KB nesting bomb aborted the whole process from inside V8 (research finding

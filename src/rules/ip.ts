@@ -1,9 +1,11 @@
 /**
- * Caller addresses: normalisation, compiled CIDR sets and the `X-Forwarded-For` walk (SPEC §4 step 4).
+ * Caller addresses: normalisation, the CIDR grammar (config validation uses it too), compiled CIDR
+ * sets and the `X-Forwarded-For` walk (SPEC §4 step 4).
  *
- * One canonical text form per address, so the allowlists, the rate-limit keys and the audit log
- * all agree on who called: IPv4 in dotted decimal, IPv6 lower-case and compressed (RFC 5952 style),
- * and an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) is the IPv4 address it carries.
+ * The only place addresses are normalised: one canonical text form per address, so the
+ * allowlists, the config's CIDRs, the rate-limit keys and the audit log all agree on who called:
+ * IPv4 in dotted decimal, IPv6 lower-case and compressed (RFC 5952 style), and an IPv4-mapped
+ * IPv6 address (`::ffff:1.2.3.4`) is the IPv4 address it carries.
  */
 import { BlockList, isIP } from "node:net";
 
@@ -51,45 +53,91 @@ export function canonicalV6(text: string): string {
 /** One parsed CIDR in canonical form. */
 export interface Cidr {
   readonly family: 4 | 6;
-  /** Canonical address text (host bits as written; matching masks them). */
+  /** Canonical network address (host bits are always zero: `parseCidr` refuses them). */
   readonly address: string;
   /** 0–32 for IPv4, 0–128 for IPv6. */
   readonly prefix: number;
+  /** `address/prefix`: the canonical spelling, which is what the validated config holds. */
+  readonly text: string;
 }
 
+/** `parseCidr`'s answer: the CIDR, or a message saying what is wrong and how to write it. */
+export type ParsedCidr = { readonly ok: true; readonly value: Cidr } | { readonly ok: false; readonly message: string };
+
 const PREFIX = /^(0|[1-9][0-9]{0,2})$/;
+const CIDR_EXAMPLES = "use e.g. 10.0.0.0/8, 203.0.113.7, fd00::/8 or ::1";
 
 /**
- * Parses `addr/prefix` or a bare address (read as /32 or /128). Returns `undefined` when invalid.
+ * The one grammar for CIDRs (SPEC §3 `networks`, `trusted_proxies`): config validation reports its
+ * messages, `compileCidrs` compiles what it returns. `addr/prefix` or a bare address (read as /32
+ * or /128); the prefix in decimal without leading zeros; no zone ids.
  *
- * An IPv6 CIDR inside `::ffff:0:0/96` (prefix ≥ 96 on a mapped address) is turned into the IPv4
- * CIDR it describes, because callers are normalised to IPv4 too. Any other IPv6 CIDR matches IPv6
- * callers only: `::/0` does not admit IPv4 callers (as in Kubernetes NetworkPolicy or AWS security
- * groups, where `0.0.0.0/0` and `::/0` are written separately).
- * Host bits below the prefix are allowed and ignored (`10.1.2.3/8` is `10.0.0.0/8`).
+ * Host bits must be zero: `10.0.0.1/8` is refused with the fix (`write 10.0.0.0/8`), because
+ * whoever wrote it surely did not mean "all of 10/8" and nothing should guess.
+ * An IPv6 CIDR inside `::ffff:0:0/96` (a mapped network address, prefix ≥ 96) is the IPv4 CIDR it
+ * describes, because callers are normalised to IPv4 too. Any other IPv6 CIDR matches IPv6 callers
+ * only: `::/0` does not admit IPv4 callers (as in Kubernetes NetworkPolicy or AWS security groups,
+ * where `0.0.0.0/0` and `::/0` are written separately).
+ * Messages quote the text: a CIDR is never a secret.
  */
-export function parseCidr(text: string): Cidr | undefined {
+export function parseCidr(text: string): ParsedCidr {
   const slash = text.indexOf("/");
   const addressText = slash === -1 ? text : text.slice(0, slash);
   const prefixText = slash === -1 ? undefined : text.slice(slash + 1);
-  if (addressText.includes("%")) return undefined;
-  const family = isIP(addressText);
-  if (family !== 4 && family !== 6) return undefined;
-  const max = family === 4 ? 32 : 128;
-  let prefix = max;
+  const family = addressText.includes("%") ? 0 : isIP(addressText);
+  if (family !== 4 && family !== 6) return { ok: false, message: `${JSON.stringify(text)} is not a CIDR block (${CIDR_EXAMPLES})` };
+  const bits = family === 4 ? 32 : 128;
+  let prefix = bits;
   if (prefixText !== undefined) {
-    if (!PREFIX.test(prefixText)) return undefined;
+    if (!PREFIX.test(prefixText) || Number(prefixText) > bits) {
+      return { ok: false, message: `${JSON.stringify(text)}: the prefix length must be a number from 0 to ${bits}` };
+    }
     prefix = Number(prefixText);
-    if (prefix > max) return undefined;
   }
-  const address = normalizeIp(addressText);
-  if (address === undefined) return undefined;
-  if (family === 6 && isIP(address) === 4) {
-    // A mapped address: an IPv4 CIDR when the prefix covers the whole ::ffff:0:0/96 part.
-    if (prefix >= 96) return { family: 4, address, prefix: prefix - 96 };
-    return { family: 6, address: canonicalV6(addressText), prefix };
+  const value = family === 4 ? v4ToBigInt(addressText) : v6ToBigInt(canonicalV6(addressText));
+  const hostMask = (1n << BigInt(bits - prefix)) - 1n;
+  if ((value & hostMask) !== 0n) {
+    const network = value & ~hostMask;
+    const fixed = family === 4 ? bigIntToV4(network) : canonicalV6(bigIntToV6Groups(network));
+    return { ok: false, message: `${JSON.stringify(text)} has host bits set: write ${fixed}/${prefix}` };
   }
-  return { family, address, prefix };
+  if (family === 4) return { ok: true, value: cidr(4, addressText, prefix) };
+  const canonical = canonicalV6(addressText);
+  const mapped = normalizeIp(canonical);
+  // A mapped network address: the IPv4 CIDR it describes. (Host bits are zero, so a prefix under
+  // 96 cannot have the ::ffff part in its address: `::ffff:0:0/80` was refused above as `::/80`.)
+  if (mapped !== undefined && isIP(mapped) === 4 && prefix >= 96) return { ok: true, value: cidr(4, mapped, prefix - 96) };
+  return { ok: true, value: cidr(6, canonical, prefix) };
+}
+
+function cidr(family: 4 | 6, address: string, prefix: number): Cidr {
+  return { family, address, prefix, text: `${address}/${prefix}` };
+}
+
+// Arithmetic for the host-bits check only. Text in and out goes through `canonicalV6`, so the
+// IPv6 text handled here is always the WHATWG form: hex groups, at most one "::", never dotted.
+
+function v4ToBigInt(address: string): bigint {
+  return address.split(".").reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+}
+
+function bigIntToV4(v: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join(".");
+}
+
+function v6ToBigInt(canonical: string): bigint {
+  const [head = "", tail] = canonical.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const zeros = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill("0");
+  return [...left, ...zeros, ...right].reduce((acc, g) => (acc << 16n) | BigInt(Number.parseInt(g, 16)), 0n);
+}
+
+/** Eight uncompressed hex groups; `canonicalV6` compresses them. */
+function bigIntToV6Groups(v: bigint): string {
+  const groups: string[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(((v >> BigInt(i * 16)) & 0xffffn).toString(16));
+  return groups.join(":");
 }
 
 /** A compiled set of CIDRs. */
@@ -102,7 +150,7 @@ export interface CidrSet {
 
 /**
  * Compiles CIDR strings (see `parseCidr`) into a set. Throws on an entry `parseCidr` refuses:
- * config validation is expected to have refused it already, so this is a programming error.
+ * config validation refuses it first with `parseCidr`'s own message, so this is a programming error.
  *
  * Two `BlockList`s, one per family: a single list would let an IPv6 rule such as `::/0` match
  * IPv4 addresses, because `BlockList` compares IPv4 as `::ffff:a.b.c.d` against IPv6 rules.
@@ -111,10 +159,11 @@ export function compileCidrs(list: readonly string[]): CidrSet {
   const v4 = new BlockList();
   const v6 = new BlockList();
   list.forEach((text, index) => {
-    const cidr = parseCidr(text);
-    if (cidr === undefined) throw new Error(`CIDR #${index} is not a valid address or CIDR`);
-    if (cidr.family === 4) v4.addSubnet(cidr.address, cidr.prefix, "ipv4");
-    else v6.addSubnet(cidr.address, cidr.prefix, "ipv6");
+    const parsed = parseCidr(text);
+    if (!parsed.ok) throw new Error(`CIDR #${index} is not a valid address or CIDR`);
+    const { family, address, prefix } = parsed.value;
+    if (family === 4) v4.addSubnet(address, prefix, "ipv4");
+    else v6.addSubnet(address, prefix, "ipv6");
   });
   const size = list.length;
   return {

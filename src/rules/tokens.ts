@@ -12,12 +12,45 @@ import type { ClientConfig } from "../config/types.ts";
 /** A configured token digest: `sha256:` and 64 lower-case hex digits. */
 export const TOKEN_HASH = /^sha256:[0-9a-f]{64}$/;
 
+/** `parseTokenHash`'s answer: the digest's 32 bytes, or a message that never quotes the entry. */
+export type ParsedTokenHash = { readonly ok: true; readonly value: Buffer } | { readonly ok: false; readonly message: string };
+
+/**
+ * The one grammar for `auth.tokens` entries: config validation reports its messages,
+ * `compileTokens` compiles what it returns. Exactly `hashToken`'s output: `sha256:` and 64
+ * lower-case hex digits (one spelling per digest, so the duplicate check compares strings).
+ * The entry is never quoted back, because the usual mistake is pasting the raw token itself.
+ */
+export function parseTokenHash(text: string): ParsedTokenHash {
+  if (TOKEN_HASH.test(text)) return { ok: true, value: Buffer.from(text.slice("sha256:".length), "hex") };
+  if (/^sha256:[0-9a-fA-F]{64}$/.test(text)) return { ok: false, message: "the hex digits of a token hash must be lower case" };
+  if (text.startsWith("sha256:")) return { ok: false, message: "a token hash is sha256: followed by exactly 64 lower-case hex digits" };
+  return {
+    ok: false,
+    message:
+      "is not a token hash (sha256:<64 lower-case hex>). If this is a raw client token, treat it as exposed: " +
+      "remove it, create a new token, and list the output of `mythiq-proxy hash-token` instead",
+  };
+}
+
 /**
  * The `tokens:` entry for a token: `sha256:` + hex SHA-256 of its UTF-8 bytes.
- * (Tokens the proxy accepts are visible ASCII, see `parseAuthorization`.)
+ * (Tokens the proxy accepts are visible ASCII, see `isBearerToken`.)
  */
 export function hashToken(token: string): string {
   return `sha256:${createHash("sha256").update(token, "utf8").digest("hex")}`;
+}
+
+// One or more visible ASCII characters: what may follow "Bearer " (see BEARER below).
+const TOKEN_CHARS = "[\\x21-\\x7e]+";
+const TOKEN = new RegExp(`^${TOKEN_CHARS}$`);
+
+/**
+ * True when `token` could arrive as `Authorization: Bearer <token>` byte for byte, i.e. when
+ * `parseAuthorization` can ever return it (`hash-token` refuses to hash anything else).
+ */
+export function isBearerToken(token: string): boolean {
+  return TOKEN.test(token);
 }
 
 export type AuthorizationHeader =
@@ -28,7 +61,7 @@ export type AuthorizationHeader =
 // Scheme case-insensitive (RFC 9110 §11.1), exactly one SP, then one or more visible ASCII
 // characters. Tabs, a second space, trailing junk or non-ASCII bytes make the header malformed,
 // never "trimmed until it fits": what we compare is exactly what was sent.
-const BEARER = /^bearer ([\x21-\x7e]+)$/i;
+const BEARER = new RegExp(`^bearer (${TOKEN_CHARS})$`, "i");
 
 /**
  * Reads the `Authorization` header: absent → `none`; `Bearer <token>` → `bearer`; anything else
@@ -60,23 +93,22 @@ interface TokenEntry {
 }
 
 /**
- * Compiles every client's `auth.tokens`. Throws on an entry that is not `sha256:<64 hex>`
- * (config validation refuses it first). A digest listed by two clients matches neither
- * (`ambiguous`): config validation should refuse that too.
+ * Compiles every client's `auth.tokens`. Throws on an entry `parseTokenHash` refuses (config
+ * validation refuses it first, with the same function). A digest listed by two clients matches
+ * neither (`ambiguous`): config validation refuses that too.
  */
 export function compileTokens(clients: readonly ClientConfig[]): TokenIndex {
-  const byHex = new Map<string, { digest: Buffer; client: ClientConfig | undefined }>();
+  const byText = new Map<string, { digest: Buffer; client: ClientConfig | undefined }>();
   clients.forEach((client, c) => {
     client.auth.tokens.forEach((text, t) => {
-      const normalised = text.toLowerCase();
-      if (!TOKEN_HASH.test(normalised)) throw new Error(`clients[${c}].auth.tokens[${t}] is not sha256:<64 hex>`);
-      const hex = normalised.slice("sha256:".length);
-      const existing = byHex.get(hex);
-      if (existing === undefined) byHex.set(hex, { digest: Buffer.from(hex, "hex"), client });
+      const parsed = parseTokenHash(text);
+      if (!parsed.ok) throw new Error(`clients[${c}].auth.tokens[${t}] is not sha256:<64 hex>`);
+      const existing = byText.get(text);
+      if (existing === undefined) byText.set(text, { digest: parsed.value, client });
       else if (existing.client !== client) existing.client = undefined;
     });
   });
-  const entries: readonly TokenEntry[] = [...byHex.values()];
+  const entries: readonly TokenEntry[] = [...byText.values()];
 
   return {
     match(token: string): TokenMatch {

@@ -37,29 +37,39 @@ void t.test("normalizeIp", (t) => {
 });
 
 void t.test("parseCidr", (t) => {
-  const cases: Array<[string, ReturnType<typeof parseCidr>]> = [
-    ["10.0.0.0/8", { family: 4, address: "10.0.0.0", prefix: 8 }],
-    ["1.2.3.4", { family: 4, address: "1.2.3.4", prefix: 32 }],
-    ["0.0.0.0/0", { family: 4, address: "0.0.0.0", prefix: 0 }],
-    ["2001:DB8::/32", { family: 6, address: "2001:db8::", prefix: 32 }],
-    ["::1", { family: 6, address: "::1", prefix: 128 }],
-    ["::/0", { family: 6, address: "::", prefix: 0 }],
-    ["::ffff:10.0.0.0/104", { family: 4, address: "10.0.0.0", prefix: 8 }],
-    ["::ffff:0:0/96", { family: 4, address: "0.0.0.0", prefix: 0 }],
-    ["::ffff:1.2.3.4", { family: 4, address: "1.2.3.4", prefix: 32 }],
-    ["::ffff:0:0/80", { family: 6, address: "::ffff:0:0", prefix: 80 }],
-    ["10.0.0.0/33", undefined],
-    ["::/129", undefined],
-    ["10.0.0.0/", undefined],
-    ["10.0.0.0/08", undefined],
-    ["10.0.0.0/-1", undefined],
-    ["10.0.0.0/8/8", undefined],
-    ["10.0.0/8", undefined],
-    ["fe80::%eth0/64", undefined],
-    ["nonsense", undefined],
-    ["", undefined],
+  const good: Array<[string, { family: 4 | 6; address: string; prefix: number; text: string }]> = [
+    ["10.0.0.0/8", { family: 4, address: "10.0.0.0", prefix: 8, text: "10.0.0.0/8" }],
+    ["1.2.3.4", { family: 4, address: "1.2.3.4", prefix: 32, text: "1.2.3.4/32" }],
+    ["0.0.0.0/0", { family: 4, address: "0.0.0.0", prefix: 0, text: "0.0.0.0/0" }],
+    ["2001:DB8::/32", { family: 6, address: "2001:db8::", prefix: 32, text: "2001:db8::/32" }],
+    ["::1", { family: 6, address: "::1", prefix: 128, text: "::1/128" }],
+    ["::/0", { family: 6, address: "::", prefix: 0, text: "::/0" }],
+    ["::ffff:10.0.0.0/104", { family: 4, address: "10.0.0.0", prefix: 8, text: "10.0.0.0/8" }],
+    ["::ffff:0:0/96", { family: 4, address: "0.0.0.0", prefix: 0, text: "0.0.0.0/0" }],
+    ["::ffff:1.2.3.4", { family: 4, address: "1.2.3.4", prefix: 32, text: "1.2.3.4/32" }],
+    ["::/80", { family: 6, address: "::", prefix: 80, text: "::/80" }], // wider than ::ffff:0:0/96: stays IPv6
   ];
-  for (const [input, want] of cases) t.same(parseCidr(input), want, JSON.stringify(input));
+  for (const [input, want] of good) t.same(parseCidr(input), { ok: true, value: want }, JSON.stringify(input));
+  const bad: Array<[string, string]> = [
+    ["10.0.0.0/33", `"10.0.0.0/33": the prefix length must be a number from 0 to 32`],
+    ["::/129", `"::/129": the prefix length must be a number from 0 to 128`],
+    ["10.0.0.0/", `"10.0.0.0/": the prefix length must be a number from 0 to 32`],
+    ["10.0.0.0/08", `"10.0.0.0/08": the prefix length must be a number from 0 to 32`],
+    ["10.0.0.0/-1", `"10.0.0.0/-1": the prefix length must be a number from 0 to 32`],
+    ["10.0.0.0/8/8", `"10.0.0.0/8/8": the prefix length must be a number from 0 to 32`],
+    ["10.0.0/8", `"10.0.0/8" is not a CIDR block (use e.g. 10.0.0.0/8, 203.0.113.7, fd00::/8 or ::1)`],
+    ["fe80::%eth0/64", `"fe80::%eth0/64" is not a CIDR block (use e.g. 10.0.0.0/8, 203.0.113.7, fd00::/8 or ::1)`],
+    ["nonsense", `"nonsense" is not a CIDR block (use e.g. 10.0.0.0/8, 203.0.113.7, fd00::/8 or ::1)`],
+    ["", `"" is not a CIDR block (use e.g. 10.0.0.0/8, 203.0.113.7, fd00::/8 or ::1)`],
+    // Host bits are refused with the fix, in the canonical spelling.
+    ["10.1.2.3/8", `"10.1.2.3/8" has host bits set: write 10.0.0.0/8`],
+    ["2001:DB8::1/32", `"2001:DB8::1/32" has host bits set: write 2001:db8::/32`],
+    ["::ffff:10.0.0.1/104", `"::ffff:10.0.0.1/104" has host bits set: write ::ffff:a00:0/104`],
+    ["1:2:3:4:5:6:7:8/16", `"1:2:3:4:5:6:7:8/16" has host bits set: write 1::/16`],
+    ["::ffff:0:0/80", `"::ffff:0:0/80" has host bits set: write ::/80`],
+    ["1:0:1:0:0:1:0:1/112", `"1:0:1:0:0:1:0:1/112" has host bits set: write 1:0:1::1:0:0/112`],
+  ];
+  for (const [input, message] of bad) t.same(parseCidr(input), { ok: false, message }, JSON.stringify(input));
   t.end();
 });
 
@@ -69,7 +79,6 @@ void t.test("compileCidrs: v4, v6, mapped and edge prefixes", (t) => {
     { cidrs: ["0.0.0.0/0"], yes: ["1.2.3.4", "255.255.255.255", "::ffff:8.8.8.8"], no: ["::1", "2001:db8::1", "::"] },
     { cidrs: ["203.0.113.7/32"], yes: ["203.0.113.7", "::ffff:203.0.113.7"], no: ["203.0.113.6", "203.0.113.8"] },
     { cidrs: ["203.0.113.7"], yes: ["203.0.113.7"], no: ["203.0.113.8"] },
-    { cidrs: ["10.1.2.3/8"], yes: ["10.200.0.1"], no: ["11.1.2.3"] }, // host bits ignored
     { cidrs: ["2001:db8::/32"], yes: ["2001:db8::1", "2001:DB8:ffff::1", "2001:0db8:0000::"], no: ["2001:db9::1", "1.2.3.4", "::ffff:1.2.3.4"] },
     // ::/0 is every IPv6 caller, never an IPv4 one (BlockList alone would say yes to IPv4 here).
     { cidrs: ["::/0"], yes: ["::1", "2001:db8::1", "::", "::1.2.3.4"], no: ["1.2.3.4", "::ffff:1.2.3.4", "0.0.0.0"] },
@@ -78,7 +87,7 @@ void t.test("compileCidrs: v4, v6, mapped and edge prefixes", (t) => {
     // An IPv4-mapped CIDR is read as the IPv4 CIDR it describes.
     { cidrs: ["::ffff:10.0.0.0/104"], yes: ["10.9.9.9", "::ffff:10.9.9.9"], no: ["11.0.0.1", "::a09:909"] },
     { cidrs: ["::ffff:0:0/96"], yes: ["1.2.3.4", "0.0.0.0"], no: ["::1", "::102:304"] },
-    { cidrs: ["::ffff:0:0/80"], yes: ["::1"], no: ["1.2.3.4"] }, // wider than the mapped block: IPv6 callers only
+    { cidrs: ["::/80"], yes: ["::1"], no: ["1.2.3.4", "::ffff:1.2.3.4"] }, // wider than the mapped block: IPv6 callers only
     { cidrs: [], yes: [], no: ["1.2.3.4", "::1", "0.0.0.0"] },
     { cidrs: ["10.0.0.0/8", "2001:db8::/32"], yes: ["10.0.0.1", "2001:db8::5"], no: ["192.168.0.1", "2002::1"] },
     { cidrs: ["fe80::/10"], yes: ["fe80::1"], no: ["fe80::1%eth0", "fec0::1"] },
@@ -94,6 +103,7 @@ void t.test("compileCidrs: v4, v6, mapped and edge prefixes", (t) => {
 
 void t.test("compileCidrs refuses an invalid entry without quoting it", (t) => {
   t.throws(() => compileCidrs(["10.0.0.0/8", "10.0.0.0/33"]), { message: "CIDR #1 is not a valid address or CIDR" });
+  t.throws(() => compileCidrs(["10.1.2.3/8"]), { message: "CIDR #0 is not a valid address or CIDR" }, "host bits, as config validation says");
   t.end();
 });
 

@@ -43,11 +43,35 @@ void t.test("canonicalOrigin", (t) => {
 });
 
 void t.test("parseOriginPattern", (t) => {
-  t.same(parseOriginPattern("https://App.Example.com:443"), { kind: "exact", origin: "https://app.example.com" });
-  t.same(parseOriginPattern("https://*.Example.com"), { kind: "wildcard", scheme: "https", port: "", suffix: "example.com" });
-  t.same(parseOriginPattern("http://*.example.com:8080"), { kind: "wildcard", scheme: "http", port: ":8080", suffix: "example.com" });
-  for (const bad of ["null", "*", "https://*", "https://*.com", "https://*.0.1", "https://a.*.example.com", "https://*example.com", "https://*.*.example.com", "https://example.com/", "https://[::1]*"]) {
-    t.equal(parseOriginPattern(bad), undefined, JSON.stringify(bad));
+  t.same(parseOriginPattern("https://app.example.com"), { ok: true, value: { kind: "exact", origin: "https://app.example.com" } });
+  t.same(parseOriginPattern("http://[::1]:8080"), { ok: true, value: { kind: "exact", origin: "http://[::1]:8080" } });
+  t.same(parseOriginPattern("https://*.example.com"), { ok: true, value: { kind: "wildcard", scheme: "https", port: "", suffix: "example.com" } });
+  t.same(parseOriginPattern("http://*.example.com:8080"), { ok: true, value: { kind: "wildcard", scheme: "http", port: ":8080", suffix: "example.com" } });
+  const bad: Array<[string, RegExp]> = [
+    ["null", /never allowed/],
+    ["*", /every site/],
+    ["https://*", /whole first label/],
+    ["https://*.com", /at least two labels/],
+    ["https://*.0.1", /not an origin/],
+    ["https://a.*.example.com", /whole first label/],
+    ["https://*example.com", /whole first label/],
+    ["https://*.*.example.com", /whole first label/],
+    ["https://example.com/", /without a path/],
+    ["https://[::1]*", /whole first label/],
+    // Written differently from what a browser sends: the fix is in the message.
+    ["https://App.Example.com:443", /write https:\/\/app\.example\.com$/],
+    ["https://*.Example.com", /write https:\/\/\*\.example\.com$/],
+    ["http://[0:0::1]", /write http:\/\/\[::1\]$/],
+    ["http://0x7f.1", /write http:\/\/127\.0\.0\.1$/],
+    // Browsers' spelling, but not a host the matcher compares.
+    ["https://a!b.example.com", /the host must be a DNS name/],
+    ["https://example.com.", /the host must be a DNS name/],
+    ["https://example.com:0", /port must be from 1 to 65535/],
+    ["chrome-extension://abcdef", /only http and https/],
+  ];
+  for (const [input, re] of bad) {
+    const r = parseOriginPattern(input);
+    t.ok(!r.ok && re.test(r.message), `${JSON.stringify(input)}: ${r.ok ? "accepted" : r.message}`);
   }
   t.end();
 });

@@ -5,9 +5,9 @@ import { makeClient, makeContext } from "../helpers/context.ts";
 
 void t.test("parseRouteTemplate", (t) => {
   const good = parseRouteTemplate("GET /v1/models/{id}?limit&after");
-  t.same(good, { ok: true, route: { method: "GET", label: "GET /v1/models/{id}", segments: ["v1", "models", null], query: ["limit", "after"] } });
-  t.same(parseRouteTemplate("GET /"), { ok: true, route: { method: "GET", label: "GET /", segments: [""], query: [] } });
-  t.same(parseRouteTemplate("GET /v1/models/"), { ok: true, route: { method: "GET", label: "GET /v1/models/", segments: ["v1", "models", ""], query: [] } });
+  t.same(good, { ok: true, value: { method: "GET", label: "GET /v1/models/{id}", segments: ["v1", "models", null], query: ["limit", "after"] } });
+  t.same(parseRouteTemplate("GET /"), { ok: true, value: { method: "GET", label: "GET /", segments: [""], query: [] } });
+  t.same(parseRouteTemplate("GET /v1/models/"), { ok: true, value: { method: "GET", label: "GET /v1/models/", segments: ["v1", "models", ""], query: [] } });
   const bad = [
     "GET",
     "get /v1/models",
@@ -30,6 +30,13 @@ void t.test("parseRouteTemplate", (t) => {
     "GET /v1/models?a=1",
     "GET /v1/models?a b",
     "GET /v1/models ",
+    // Methods the listener refuses (or answers itself) could never be forwarded.
+    "OPTIONS /v1/models",
+    "TRACE /v1/models",
+    "BREW /v1/models",
+    // Names listed twice in one entry, parameters named twice.
+    "GET /v1/models?a&a",
+    "GET /v1/{id}/{id}",
   ];
   for (const text of bad) t.equal(parseRouteTemplate(text).ok, false, JSON.stringify(text));
   t.end();
@@ -40,8 +47,7 @@ void t.test("compileRoutes: exact segment matching", (t) => {
     "GET /v1/models",
     "GET /v1/models/{id}",
     "POST /v1/images/generations",
-    "GET /v1/generations?limit&after",
-    "GET /v1/generations?cursor",
+    "GET /v1/generations?limit&after&cursor",
     "GET /v1/things/{id}/parts",
     "GET /v1/things/special/parts?x",
     "GET /v1/dir/",
@@ -73,7 +79,7 @@ void t.test("compileRoutes: exact segment matching", (t) => {
     ["GET", "", undefined],
   ];
   for (const [method, path, want] of cases) t.equal(table.match(method, path)?.label, want, `${method} ${path}`);
-  t.same([...(table.match("GET", "/v1/generations")?.query ?? [])].sort(), ["after", "cursor", "limit"], "same route's query names are merged");
+  t.same([...(table.match("GET", "/v1/generations")?.query ?? [])].sort(), ["after", "cursor", "limit"]);
   t.same([...(table.match("GET", "/v1/things/special/parts")?.query ?? [])], ["x"]);
   t.same([...(table.match("GET", "/v1/things/other/parts")?.query ?? [])], []);
   t.end();
@@ -89,8 +95,10 @@ void t.test("compileRoutes: specificity does not depend on order", (t) => {
   t.end();
 });
 
-void t.test("compileRoutes throws on a bad template", (t) => {
+void t.test("compileRoutes throws on a bad template or the same route twice", (t) => {
   t.throws(() => compileRoutes(["GET /ok", "GET /v1/../x"]), { message: /^route #1: / });
+  // Config validation refuses the same METHOD /path twice in a client (whatever the query names).
+  t.throws(() => compileRoutes(["GET /x?a", "POST /x", "GET /x?b"]), { message: "route #2: GET /x is already listed at route #0" });
   t.end();
 });
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import t from "tap";
-import { compileTokens, hashToken, parseAuthorization } from "../../src/rules/tokens.ts";
+import { compileTokens, hashToken, isBearerToken, parseAuthorization, parseTokenHash } from "../../src/rules/tokens.ts";
 import { makeClient } from "../helpers/context.ts";
 
 void t.test("hashToken is sha256:<hex of the UTF-8 bytes>", (t) => {
@@ -38,14 +38,14 @@ void t.test("parseAuthorization", (t) => {
 
 void t.test("compileTokens", (t) => {
   const web = makeClient({ id: "web", auth: { tokens: [hashToken("tok-web"), hashToken("tok-web-2")] } });
-  const srv = makeClient({ id: "srv", auth: { tokens: [hashToken("tok-srv").toUpperCase().replace("SHA256:", "sha256:")] } });
+  const srv = makeClient({ id: "srv", auth: { tokens: [hashToken("tok-srv")] } });
   const dupA = makeClient({ id: "dup-a", auth: { tokens: [hashToken("tok-dup")] } });
   const dupB = makeClient({ id: "dup-b", auth: { tokens: [hashToken("tok-dup")] } });
   const twice = makeClient({ id: "twice", auth: { tokens: [hashToken("tok-twice"), hashToken("tok-twice")] } });
   const index = compileTokens([web, srv, dupA, dupB, twice]);
   t.same(index.match("tok-web"), { kind: "client", client: web });
   t.same(index.match("tok-web-2"), { kind: "client", client: web });
-  t.same(index.match("tok-srv"), { kind: "client", client: srv }, "upper-case hex in the config still matches");
+  t.same(index.match("tok-srv"), { kind: "client", client: srv });
   t.same(index.match("tok-twice"), { kind: "client", client: twice }, "a client listing a digest twice is not ambiguous");
   t.same(index.match("tok-dup"), { kind: "ambiguous" });
   t.same(index.match("tok-wrong"), { kind: "none" });
@@ -60,5 +60,41 @@ void t.test("compileTokens refuses a malformed digest without quoting it", (t) =
   const bad = makeClient({ auth: { tokens: ["plaintext-secret"] } });
   t.throws(() => compileTokens([bad]), { message: "clients[0].auth.tokens[0] is not sha256:<64 hex>" });
   t.throws(() => compileTokens([makeClient({ auth: { tokens: ["sha256:abc"] } })]));
+  // One spelling per digest, as config validation demands (its duplicate check compares strings).
+  const upper = hashToken("tok-srv").toUpperCase().replace("SHA256:", "sha256:");
+  t.throws(() => compileTokens([makeClient({ auth: { tokens: [upper] } })]), { message: "clients[0].auth.tokens[0] is not sha256:<64 hex>" });
+  t.end();
+});
+
+void t.test("parseTokenHash: the one grammar, messages that never quote the entry", (t) => {
+  const good = hashToken("tok-web");
+  const parsed = parseTokenHash(good);
+  t.ok(parsed.ok && parsed.value.equals(Buffer.from(good.slice(7), "hex")), "the 32 digest bytes");
+  const raw = "tok-live-0123456789abcdef";
+  const cases: Array<[string, RegExp]> = [
+    [raw, /hash-token/],
+    [good.toUpperCase().replace("SHA256:", "sha256:"), /must be lower case/],
+    ["sha256:abc", /exactly 64 lower-case hex digits/],
+    [`${good}0`, /exactly 64 lower-case hex digits/],
+    [good.toUpperCase(), /is not a token hash/],
+    [` ${good}`, /is not a token hash/],
+  ];
+  for (const [input, re] of cases) {
+    const r = parseTokenHash(input);
+    t.ok(!r.ok && re.test(r.message), JSON.stringify(input));
+    if (!r.ok) t.notOk(r.message.includes(input.trim()), "the entry is not in the message");
+  }
+  t.end();
+});
+
+void t.test("isBearerToken is exactly what parseAuthorization can return", (t) => {
+  for (const token of ["a", "tok-1", "~!@#$%^&*()_+{}|:<>?", "x".repeat(4096)]) {
+    t.ok(isBearerToken(token), token.slice(0, 20));
+    t.same(parseAuthorization(`Bearer ${token}`), { kind: "bearer", token });
+  }
+  for (const token of ["", "a b", "a\tb", "tök", "a\u0000", " a"]) {
+    t.notOk(isBearerToken(token), JSON.stringify(token));
+    t.notSame(parseAuthorization(`Bearer ${token}`), { kind: "bearer", token });
+  }
   t.end();
 });
