@@ -4,9 +4,6 @@
  * Exit codes (SPEC §2): 0 clean stop, 78 bad config, 1 any other fatal error at start.
  */
 import { parseCommand, USAGE } from "./cli/args.ts";
-import { runCheck } from "./cli/check.ts";
-import { runHashToken } from "./cli/hash-token.ts";
-import { runTestPolicy } from "./cli/test-policy.ts";
 import { ConfigError, startProxy } from "./cli/run.ts";
 import { createLogger, errorFields } from "./observe/log.ts";
 import { VERSION } from "./version.ts";
@@ -30,12 +27,14 @@ async function main(): Promise<number | undefined> {
     case "usage-error":
       out.stderr(`mythiq-proxy: ${command.message}\n\n${USAGE}`);
       return 2;
+    // The tools load on demand: the serving process should not hold the YAML parser and the schema
+    // library it never uses.
     case "check":
-      return runCheck(command.config, out);
+      return (await import("./cli/check.ts")).runCheck(command.config, out);
     case "hash-token":
-      return runHashToken(process.stdin, out);
+      return (await import("./cli/hash-token.ts")).runHashToken(process.stdin, out);
     case "test-policy":
-      return runTestPolicy(command.config, command.cases, out);
+      return (await import("./cli/test-policy.ts")).runTestPolicy(command.config, command.cases, out);
     case "run":
       return run(command.config);
   }

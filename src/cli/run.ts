@@ -15,8 +15,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { open } from "node:fs/promises";
 import { constants } from "node:fs";
-import { checkSecretRefs, configHash, formatProblem, loadConfigFile, type LoadResult } from "../config/load.ts";
-import { MAX_CONFIG_BYTES } from "../config/bounded-yaml.ts";
+import { configHash, MAX_CONFIG_BYTES } from "../config/file-facts.ts";
 import type { ProxyConfig } from "../config/types.ts";
 import { validateIsolated, type Validation } from "../config/validate-isolated.ts";
 import { watchConfigFile, type ConfigWatcher, type ConfigWatchOptions } from "../config/watch.ts";
@@ -63,7 +62,7 @@ export interface StartOptions {
   readonly watch?: boolean | Omit<ConfigWatchOptions, "onChange" | "logger">;
   /** Shed new requests while the event loop lags (`src/http/overload.ts`); default on. `false` turns it off. */
   readonly overload?: boolean | Omit<LagMonitorOptions, "onChange">;
-  /** Reload validation in a child process: ms before it is killed (default 10 000). */
+  /** Reload validation in a child process: ms before it is killed (default 10 000; start-up always uses the default). */
   readonly validateTimeoutMs?: number;
 }
 
@@ -95,11 +94,14 @@ export interface RunningProxy {
 /** Sections bound into sockets and server settings at start: a reload that changes them is refused. */
 const RESTART_ONLY = ["listen", "admin", "server"] as const;
 
-async function loadValidated(file: string, env: Environment): Promise<LoadResult & { ok: true }> {
-  const result = await loadConfigFile(file);
-  if (!result.ok) throw new ConfigError(result.problems.map(formatProblem));
-  const refProblems = checkSecretRefs(result, env);
-  if (refProblems.length > 0) throw new ConfigError(refProblems.map(formatProblem));
+/**
+ * Validates the config at start-up the way a reload does: in a short-lived child process, so the
+ * serving process never loads the YAML parser or the schema library (about 25 MB resident) and a
+ * hostile file cannot stall or crash it. Secret references are checked against `env` there.
+ */
+async function loadValidated(file: string, env: Environment): Promise<Validation & { ok: true }> {
+  const result = await validateIsolated(file, { env });
+  if (!result.ok) throw new ConfigError(result.problems);
   return result;
 }
 
@@ -187,7 +189,7 @@ interface Generation {
 export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { logger, env } = options;
   const loaded = await loadValidated(options.configFile, env);
-  for (const warning of loaded.warnings) logger.warn("config warning", { problem: formatProblem(warning) });
+  for (const warning of loaded.warnings) logger.warn("config warning", { problem: warning });
 
   const metrics = createMetrics({ version: VERSION });
   metrics.setLabelSets(labelSetsFromConfig(loaded.config));

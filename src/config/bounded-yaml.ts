@@ -15,8 +15,8 @@ import type { Document, Pair, YAMLMap, Node as YamlNode } from "yaml";
 import { formatPath } from "./problems.ts";
 import type { ConfigPath } from "./problems.ts";
 
-/** Largest accepted config file: 1 MiB. A real config is a few KiB. */
-export const MAX_CONFIG_BYTES = 1024 * 1024;
+export { MAX_CONFIG_BYTES } from "./file-facts.ts";
+import { MAX_CONFIG_BYTES } from "./file-facts.ts";
 /** Deepest flow nesting (`[`/`{`) accepted. A real config needs 2 or 3. */
 export const MAX_FLOW_DEPTH = 64;
 /** Largest block indentation, in columns, counting compact `- `/`? `/`: ` indicators. */

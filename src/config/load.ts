@@ -2,7 +2,6 @@
  * Config file → validated, defaulted, deeply frozen `ProxyConfig`, or every problem in it with
  * `FILE:LINE:COL` (SPEC §3). Used at start-up, on reload and by `mythiq-proxy check`.
  */
-import { createHash } from "node:crypto";
 import type { ProxyConfig } from "./types.ts";
 import { parseBoundedYaml } from "./bounded-yaml.ts";
 import { crossCheck } from "./cross-checks.ts";
@@ -15,6 +14,8 @@ import { errorMap, placeIssue, toPathIssues } from "./zod-issues.ts";
 export type { Problem } from "./problems.ts";
 export { formatProblem } from "./problems.ts";
 export { checkSecretRefs, readSecret } from "./secret-ref.ts";
+export { configHash, deepFreeze } from "./file-facts.ts";
+import { configHash, deepFreeze } from "./file-facts.ts";
 
 export type LoadResult =
   | {
@@ -74,10 +75,6 @@ function validate(text: string, file: string): LoadResult {
   };
 }
 
-/** First 12 hex digits of sha256 over the UTF-8 bytes of `text` (the file's bytes). */
-export function configHash(text: string | Uint8Array): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, 12);
-}
 
 /** Reads (bounded, UTF-8 checked: see read-text.ts) and validates a config file. */
 export async function loadConfigFile(file: string): Promise<LoadResult> {
@@ -86,11 +83,3 @@ export async function loadConfigFile(file: string): Promise<LoadResult> {
   return parseConfig(read.text, file);
 }
 
-/** Freezes every object and array reachable from `v` (the config is shared by every request). */
-export function deepFreeze<T>(v: T): T {
-  if (typeof v === "object" && v !== null && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const child of Object.values(v)) deepFreeze(child);
-  }
-  return v;
-}

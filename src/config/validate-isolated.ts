@@ -18,7 +18,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { ProxyConfig } from "./types.ts";
-import { deepFreeze } from "./load.ts";
+import { deepFreeze } from "./file-facts.ts";
 
 /** What the validator found. `problems` and `warnings` are `FILE:LINE:COL: message` lines. */
 export type Validation =

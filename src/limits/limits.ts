@@ -9,7 +9,7 @@
  * reservations in them have ended.
  */
 import type { LimitsConfig, ProxyConfig, SecretRef } from "../config/types.ts";
-import { readSecret } from "../config/load.ts";
+import { readSecret } from "../config/secret-ref.ts";
 import type { Environment } from "../keys/env-source.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";

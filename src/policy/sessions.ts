@@ -10,7 +10,7 @@
  */
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import type { ProxyConfig } from "../config/types.ts";
-import { readSecret } from "../config/load.ts";
+import { readSecret } from "../config/secret-ref.ts";
 import type { SessionDeps } from "../rules/sessions.ts";
 
 export interface SessionIssuer {

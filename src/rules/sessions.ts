@@ -19,7 +19,7 @@
  * invalid (fail closed) and is logged once as an error.
  */
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
-import { readSecret } from "../config/load.ts";
+import { readSecret } from "../config/secret-ref.ts";
 import type { ClientConfig, JwtSessionConfig, ProxyConfig } from "../config/types.ts";
 import { errorFields, silentLogger, type Logger } from "../observe/log.ts";
 import type { RequestContext } from "./context.ts";
