@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import t from "tap";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { configYaml, TEST_KEY } from "../helpers/proxy-harness.ts";
+import { freePort } from "../helpers/free-port.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -121,13 +122,6 @@ t.test("run: a port in use exits 1", async (t) => {
   t.notOk(res.stdout.includes(TEST_KEY));
 });
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 t.test("run: starts, logs JSON lines, and exits 0 on SIGTERM", async (t) => {
   const upstream = await startFakeUpstream();

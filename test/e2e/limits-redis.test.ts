@@ -6,7 +6,6 @@
 // limit again without help. MythIQ (a fake) receives nothing for any refusal.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +16,7 @@ import { send, type ClientResponse } from "../helpers/forward-harness.ts";
 import { parseScrape, valueOf } from "../helpers/prom-text.ts";
 import { TEST_KEY } from "../helpers/proxy-harness.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
+import { freePort } from "../helpers/free-port.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -76,13 +76,6 @@ interface Replica {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", () => resolve()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

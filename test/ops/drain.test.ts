@@ -13,6 +13,7 @@ import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.t
 import { request, startOpsProxy, upstreamRequests } from "../helpers/ops.ts";
 import { connectRaw } from "../helpers/raw-http.ts";
 import { configYaml, TEST_KEY, TOKEN } from "../helpers/proxy-harness.ts";
+import { freePort } from "../helpers/free-port.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -21,13 +22,6 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`;
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 interface Proc {
   readonly child: ChildProcess;

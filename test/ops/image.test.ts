@@ -9,7 +9,6 @@
 // TypeScript build), so this file has a longer timeout than the others.
 import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +16,7 @@ import t from "tap";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { request } from "../helpers/ops.ts";
 import { configYaml, TEST_KEY, TOKEN } from "../helpers/proxy-harness.ts";
+import { freePort } from "../helpers/free-port.ts";
 
 t.setTimeout(600_000);
 
@@ -59,13 +59,6 @@ function listFiles(dir: string): string[] {
   return out.sort();
 }
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 t.test("build and production-only install, as the Dockerfile does", async (t) => {
   for (const file of ["package.json", "package-lock.json"]) cpSync(join(ROOT, file), join(app, file));
