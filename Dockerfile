@@ -51,4 +51,7 @@ USER 10001:10001
 EXPOSE 8080 9090
 # Nothing is written to disk: the image runs with a read-only root file system and no volumes but
 # the config (and key files). SIGTERM drains (server.drain_timeout); SIGHUP reloads the config.
-ENTRYPOINT ["node", "dist/main.js"]
+# A smaller young generation (8 MiB semi-spaces) keeps memory flat with thousands of requests held
+# open (2,000 held: about 220 -> 185 MB) at no measurable throughput cost. `npm start` and
+# `npm run bench` use the same flags (a test keeps them in step).
+ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/main.js"]

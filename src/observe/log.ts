@@ -46,8 +46,34 @@ export function errorFields(err: unknown): { error: string; code?: string } {
   return { error: String(err) };
 }
 
+/**
+ * Lines for stdout, written once per turn of the event loop. On Linux a write to a pipe or a file
+ * is a synchronous system call; one per audit line was the largest single cost of a proxied
+ * request. At most one turn's lines are lost if the process is killed outright; on a normal exit
+ * they are flushed.
+ */
+function batchedStdout(): (line: string) => void {
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const text = pending.join("");
+    pending = [];
+    process.stdout.write(text);
+  };
+  process.once("exit", flush);
+  return (line) => {
+    pending.push(line);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const write = options.write ?? ((line: string) => process.stdout.write(line));
+  const write = options.write ?? batchedStdout();
   const now = options.now ?? (() => new Date());
   const minimum = LEVELS[options.level ?? "info"];
   const secrets = new Set<string>();

@@ -16,7 +16,8 @@
  * - a failed fetch keeps the previous set; with no set at all, tokens are refused until a fetch
  *   succeeds (fail closed).
  */
-import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
+import type { createLocalJWKSet, JSONWebKeySet, JWTVerifyGetKey } from "jose";
+import { loadJose } from "./jose.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
 
 export interface JwksOptions {
@@ -119,9 +120,9 @@ export function createJwks(options: JwksOptions): Jwks {
     if (pending !== undefined) return pending;
     attemptedAt = now();
     fetches += 1;
-    pending = fetchJwks(fetchImpl, url, timeoutMs, maxBytes, maxKeys)
-      .then((json) => {
-        local = createLocalJWKSet(json);
+    pending = Promise.all([fetchJwks(fetchImpl, url, timeoutMs, maxBytes, maxKeys), loadJose()])
+      .then(([json, jose]) => {
+        local = jose.createLocalJWKSet(json);
         fetchedAt = now();
         logger.info("session signing keys fetched", { jwks_url: where, keys: json.keys.length });
         return true;
@@ -156,6 +157,7 @@ export function createJwks(options: JwksOptions): Jwks {
         return await set(header, token);
       } catch (err) {
         // A key rotated in at the provider: refetch once, unless one was tried moments ago.
+        const { errors } = await loadJose();
         if (!(err instanceof errors.JWKSNoMatchingKey) || coolingDown()) throw err;
         await refresh();
         const again = local ?? set;

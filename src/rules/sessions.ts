@@ -18,7 +18,8 @@
  * cannot be read, or is shorter than the algorithm's hash (RFC 7518 §3.2), makes every session
  * invalid (fail closed) and is logged once as an error.
  */
-import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import type { JWTPayload, JWTVerifyGetKey } from "jose";
+import { loadJose } from "./jose.ts";
 import { readSecret } from "../config/secret-ref.ts";
 import type { ClientConfig, JwtSessionConfig, ProxyConfig } from "../config/types.ts";
 import { errorFields, silentLogger, type Logger } from "../observe/log.ts";
@@ -116,6 +117,7 @@ export function createSessionVerifier(config: ProxyConfig, deps: SessionDeps = {
 
   async function verifyToken(token: string): Promise<Verified> {
     if (token.length > MAX_JWT_LENGTH || !JWT_SHAPE.test(token)) return deny("invalid_credentials", "session token is not a JWT");
+    const { errors, jwtVerify } = await loadJose();
     let payload: JWTPayload;
     try {
       const options = { ...verifyOptions, currentDate: new Date(clock()) };

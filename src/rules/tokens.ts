@@ -6,7 +6,7 @@
  * Tokens are meant to be long random strings (no salt or slow hash is needed for those); a
  * guessable token is not made safe by any hash.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import type { ClientConfig } from "../config/types.ts";
 
 /** A configured token digest: `sha256:` and 64 lower-case hex digits. */
@@ -38,7 +38,7 @@ export function parseTokenHash(text: string): ParsedTokenHash {
  * (Tokens the proxy accepts are visible ASCII, see `isBearerToken`.)
  */
 export function hashToken(token: string): string {
-  return `sha256:${createHash("sha256").update(token, "utf8").digest("hex")}`;
+  return `sha256:${hash("sha256", token, "hex")}`;
 }
 
 // One or more visible ASCII characters: what may follow "Bearer " (see BEARER below).
@@ -112,7 +112,8 @@ export function compileTokens(clients: readonly ClientConfig[]): TokenIndex {
 
   return {
     match(token: string): TokenMatch {
-      const digest = createHash("sha256").update(token, "utf8").digest();
+      // The one-shot hash: no Hash object per request on the hot path.
+      const digest = hash("sha256", token, "buffer");
       // Compare against every entry, with no early exit and no Map lookup keyed by the
       // secret-derived digest, so the time taken does not depend on which entry (if any) matches.
       // We compare digests, not tokens: even a timing leak would reveal bits of a hash.
