@@ -79,7 +79,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const secrets = new Set<string>();
   const redact = options.redact ?? true;
 
-  function emit(record: Record<string, unknown>): void {
+  function emit(record: LogFields): void {
     let line: string;
     try {
       line = JSON.stringify(record);
@@ -107,7 +107,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     warn: at("warn"),
     error: at("error"),
     audit(record) {
-      emit({ ...record });
+      emit(record);
     },
     registerSecret(value) {
       if (value.length >= 8) secrets.add(value);

@@ -201,7 +201,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       // The stand-in request of this attempt, so settling can drop its hooks at once: a WeakMap
       // entry otherwise lives until a full GC and keeps the request's whole object graph alive
       // through every young-generation collection (measured: 5–15 ms pauses at 500 req/s).
-      let standInKey: object | undefined;
+      const registered: { standIn?: object } = {};
       let idleTimer: NodeJS.Timeout | undefined;
       /** What an upstream failure means now that the response has started. */
       let onBroken: () => void = noop;
@@ -222,7 +222,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       const settle = (attempt: Attempt): boolean => {
         if (phase === "done") return false;
         phase = "done";
-        if (standInKey !== undefined) attempts.delete(standInKey);
+        if (registered.standIn !== undefined) attempts.delete(registered.standIn);
         clearTimeout(responseTimer);
         clearTimeout(idleTimer);
         res.off("close", onClientClose);
@@ -348,7 +348,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             if (phase !== "responding") return;
             const rest = tail();
             bytesOut += rest.length;
-            res.end(rest);
+            // An empty final chunk is still a write on the socket: end without one.
+            if (rest.length > 0) res.end(rest);
+            else res.end();
           }),
         );
         pr.once("error", () => onBroken());
@@ -535,7 +537,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
       const standIn = standInRequest(ctx.method, target, hooks.headers, req.socket);
       attempts.set(standIn, hooks);
-      standInKey = standIn;
+      registered.standIn = standIn;
       try {
         proxy.web(standIn, res, { buffer: source }, (err) => hooks.onError(err));
       } catch (err) {
