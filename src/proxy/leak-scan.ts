@@ -6,7 +6,13 @@
  * bodies are therefore scanned for the exact key bytes before the client gets them; a body the
  * proxy cannot decode is treated as if it contained the key (fail closed).
  */
-import * as zlib from "node:zlib";
+import { createRequire } from "node:module";
+import type * as Zlib from "node:zlib";
+
+// zlib is needed only to decode an encoded error body: loaded then, not at start (about 2 MB).
+const require = createRequire(import.meta.url);
+let zlibModule: typeof Zlib | undefined;
+const loadZlib = (): typeof Zlib => (zlibModule ??= require("node:zlib") as typeof Zlib);
 
 /** Error bodies are held up to this many bytes before anything is sent. */
 export const ERROR_BODY_HOLD_BYTES = 64 * 1024;
@@ -27,6 +33,7 @@ export function contentCodings(header: string | string[] | undefined): string[] 
 }
 
 function decodeOne(coding: string, body: Buffer): Buffer | undefined {
+  const zlib = loadZlib();
   const zlibOptions = { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: MAX_DECODED_BYTES };
   switch (coding) {
     case "gzip":
