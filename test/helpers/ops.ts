@@ -14,37 +14,13 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startProxy, type RunningProxy, type StartOptions } from "../../src/cli/run.ts";
-import { createLogger } from "../../src/observe/log.ts";
-import { parseScrape, valueOf } from "./prom-text.ts";
+import { startTestProxy, type LogLine, type TestProxy, type TestProxyOptions } from "./proxy-harness.ts";
 
-export type LogLine = Record<string, unknown>;
+export type { LogLine };
 
-export interface OpsProxy {
-  readonly proxy: RunningProxy;
-  readonly port: number;
-  readonly adminPort: number;
-  readonly configFile: string;
-  readonly logs: LogLine[];
-  rawLog(): string;
-  /** Resolves with the first line (already logged or still to come) that `match` accepts. */
-  waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  /** GET on the admin port. */
-  admin(path: string): Promise<Reply>;
-  /** A sample of the admin port's /metrics. */
-  metric(name: string, labels?: Readonly<Record<string, string>>): Promise<number | undefined>;
-  close(): Promise<void>;
-}
-
-export interface OpsProxyOptions {
-  /** Config text, written to `<temp>/proxy.yaml`; or give `configFile`. */
-  readonly yaml?: string;
-  readonly configFile?: string;
-  readonly env?: Record<string, string | undefined>;
-  readonly watch?: StartOptions["watch"];
-  readonly overload?: StartOptions["overload"];
-  readonly validateTimeoutMs?: number;
-}
+/** The in-process proxy of proxy-harness.ts, with the file watch and lag shedding off unless asked for. */
+export type OpsProxy = TestProxy;
+export type OpsProxyOptions = TestProxyOptions;
 
 export interface Reply {
   readonly status: number;
@@ -52,73 +28,8 @@ export interface Reply {
   readonly headers: http.IncomingHttpHeaders;
 }
 
-export async function startOpsProxy(options: OpsProxyOptions): Promise<OpsProxy> {
-  const dir = mkdtempSync(join(tmpdir(), "mythiq-proxy-ops-"));
-  const configFile = options.configFile ?? join(dir, "proxy.yaml");
-  if (options.yaml !== undefined) writeFileSync(configFile, options.yaml);
-  const lines: string[] = [];
-  const logs: LogLine[] = [];
-  const waiters = new Set<() => void>();
-  const logger = createLogger({
-    level: "debug",
-    redact: false,
-    write: (line) => {
-      lines.push(line);
-      logs.push(JSON.parse(line) as LogLine);
-      for (const wake of [...waiters]) wake();
-    },
-  });
-  let proxy: RunningProxy;
-  try {
-    proxy = await startProxy({
-      configFile,
-      env: { ...options.env },
-      logger,
-      ports: { listen: 0, admin: 0 },
-      watch: options.watch ?? false,
-      overload: options.overload ?? false,
-      ...(options.validateTimeoutMs === undefined ? {} : { validateTimeoutMs: options.validateTimeoutMs }),
-    });
-  } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  const adminPort = proxy.adminAddress.port;
-  const admin = (path: string): Promise<Reply> => request(adminPort, { path, agent: false });
-  return {
-    proxy,
-    port: proxy.listenAddress.port,
-    adminPort,
-    configFile,
-    logs,
-    rawLog: () => lines.join(""),
-    waitForLog(match, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const found = logs.find(match);
-        if (found !== undefined) return resolve(found);
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no matching log line within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const check = (): void => {
-          const line = logs.find(match);
-          if (line === undefined) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(line);
-        };
-        waiters.add(check);
-      });
-    },
-    admin,
-    async metric(name, labels = {}) {
-      return valueOf(parseScrape((await admin("/metrics")).body), name, labels);
-    },
-    close: async () => {
-      await proxy.stop("test");
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+export function startOpsProxy(options: OpsProxyOptions): Promise<OpsProxy> {
+  return startTestProxy({ watch: false, overload: false, ...options });
 }
 
 /** One request; resolves with the whole response, rejects on a connection error. */

@@ -9,7 +9,8 @@
  * const res = await send(proxy.port, { path: "/v1/models", headers: { authorization: `Bearer ${TOKEN}` } });
  * proxy.logs            every JSON line written, parsed
  * proxy.rawLog()        the same lines as one string (scan it for secrets)
- * await proxy.admin("/metrics")
+ * await proxy.waitForLog((l) => l["msg"] === "config reloaded")
+ * await proxy.admin("/metrics"); await proxy.metric("mythiq_proxy_requests_total", { status: "200" })
  * await proxy.close();  // stops the proxy and removes the temp dir
  * ```
  */
@@ -20,6 +21,7 @@ import { join } from "node:path";
 import { hashToken } from "../../src/cli/hash-token.ts";
 import { startProxy, type RunningProxy, type StartOptions } from "../../src/cli/run.ts";
 import { createLogger } from "../../src/observe/log.ts";
+import { parseScrape, valueOf } from "./prom-text.ts";
 
 /** The MythIQ key the tests hand the proxy; no response or log line may ever contain it. */
 export const TEST_KEY = "mq-test-4c1f7a9e2b6d8f0a3c5e7b9d1f3a5c7e";
@@ -61,40 +63,54 @@ clients:
 ${extra}`;
 }
 
+export type LogLine = Record<string, unknown>;
+
 export interface TestProxy {
   readonly proxy: RunningProxy;
   readonly port: number;
   readonly adminPort: number;
   readonly configFile: string;
   /** Every line the proxy logged, parsed (audit records included). */
-  readonly logs: Array<Record<string, unknown>>;
+  readonly logs: LogLine[];
   rawLog(): string;
+  /** Resolves with the first line (already logged or still to come) that `match` accepts. */
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   /** Replaces the config file's content (for reload tests). */
   writeConfig(yaml: string): void;
   /** GET on the admin port. */
   admin(path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>;
+  /** A sample of the admin port's /metrics. */
+  metric(name: string, labels?: Readonly<Record<string, string>>): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
 export interface TestProxyOptions {
-  readonly yaml: string;
+  /** Config text, written to `<temp>/proxy.yaml`; or give `configFile`. */
+  readonly yaml?: string;
+  readonly configFile?: string;
   readonly env?: Record<string, string | undefined>;
   readonly sources?: StartOptions["sources"];
   readonly fileSources?: StartOptions["fileSources"];
+  /** The lifecycle options of `startProxy` (default: as in production, both on). */
+  readonly watch?: StartOptions["watch"];
+  readonly overload?: StartOptions["overload"];
+  readonly validateTimeoutMs?: number;
 }
 
 export async function startTestProxy(options: TestProxyOptions): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), "mythiq-proxy-test-"));
-  const configFile = join(dir, "proxy.yaml");
-  writeFileSync(configFile, options.yaml);
+  const configFile = options.configFile ?? join(dir, "proxy.yaml");
+  if (options.yaml !== undefined) writeFileSync(configFile, options.yaml);
   const lines: string[] = [];
-  const logs: Array<Record<string, unknown>> = [];
+  const logs: LogLine[] = [];
+  const waiters = new Set<() => void>();
   const logger = createLogger({
     level: "debug",
     redact: false,
     write: (line) => {
       lines.push(line);
-      logs.push(JSON.parse(line) as Record<string, unknown>);
+      logs.push(JSON.parse(line) as LogLine);
+      for (const wake of [...waiters]) wake();
     },
   });
   let proxy: RunningProxy;
@@ -106,12 +122,25 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
       ports: { listen: 0, admin: 0 },
       ...(options.sources === undefined ? {} : { sources: options.sources }),
       ...(options.fileSources === undefined ? {} : { fileSources: options.fileSources }),
+      ...(options.watch === undefined ? {} : { watch: options.watch }),
+      ...(options.overload === undefined ? {} : { overload: options.overload }),
+      ...(options.validateTimeoutMs === undefined ? {} : { validateTimeoutMs: options.validateTimeoutMs }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   const adminPort = proxy.adminAddress.port;
+  const admin = (path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: "127.0.0.1", port: adminPort, path, agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8"), headers: res.headers }));
+        })
+        .on("error", reject);
+    });
   return {
     proxy,
     port: proxy.listenAddress.port,
@@ -119,17 +148,29 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     configFile,
     logs,
     rawLog: () => lines.join(""),
+    waitForLog(match, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const found = logs.find(match);
+        if (found !== undefined) return resolve(found);
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no matching log line within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const check = (): void => {
+          const line = logs.find(match);
+          if (line === undefined) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(line);
+        };
+        waiters.add(check);
+      });
+    },
     writeConfig: (yaml) => writeFileSync(configFile, yaml),
-    admin: (path) =>
-      new Promise((resolve, reject) => {
-        http
-          .get({ host: "127.0.0.1", port: adminPort, path, agent: false }, (res) => {
-            const chunks: Buffer[] = [];
-            res.on("data", (c: Buffer) => chunks.push(c));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8"), headers: res.headers }));
-          })
-          .on("error", reject);
-      }),
+    admin,
+    async metric(name, labels = {}) {
+      return valueOf(parseScrape((await admin("/metrics")).body), name, labels);
+    },
     close: async () => {
       await proxy.stop("test");
       rmSync(dir, { recursive: true, force: true });
