@@ -61,27 +61,19 @@ export type Reason = keyof typeof ERRORS;
 
 export const REASONS = Object.keys(ERRORS) as readonly Reason[];
 
-/** Reasons whose responses must tell the caller when to come back (SPEC §5). */
-const RETRY_AFTER_REASONS: ReadonlySet<Reason> = new Set<Reason>([
-  "rate_limited",
-  "concurrency_limited",
-  "budget_exhausted",
-  "auth_failures",
-  "key_unavailable",
-  "draining",
-  "overloaded",
-]);
-
-export function needsRetryAfter(reason: Reason): boolean {
-  return RETRY_AFTER_REASONS.has(reason);
-}
-
 export function isReason(value: string): value is Reason {
   return Object.hasOwn(ERRORS, value);
 }
 
+// The catalogue is fixed, so each body is serialised once, not on every refusal.
+const BODIES = new Map<Reason, string>(
+  REASONS.map((reason) => {
+    const entry = ERRORS[reason];
+    return [reason, JSON.stringify({ success: false, message: entry.message, code: entry.code, reason })];
+  }),
+);
+
 /** The JSON body of a local reply, in MythIQ's error shape plus `reason`. */
 export function errorBody(reason: Reason): string {
-  const entry = ERRORS[reason];
-  return JSON.stringify({ success: false, message: entry.message, code: entry.code, reason });
+  return BODIES.get(reason) ?? "";
 }

@@ -104,10 +104,8 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
   const forwarder = createForwarder({
     upstream: config.upstream,
     logger,
-    refreshKey: async (name, refused) => {
-      const fresh = await keyring.refreshNow(name);
-      return fresh !== undefined && fresh.fingerprint !== refused.fingerprint ? fresh : undefined;
-    },
+    // The forwarder retries only when the key that comes back differs from the refused one.
+    refreshKey: (name) => keyring.refreshNow(name),
     onUpstreamError: (reason) => metrics.upstreamError(reason),
   });
 

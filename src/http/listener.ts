@@ -204,7 +204,7 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
       // chunk): answer through its response, so that the handler sees `headersSent` and stops
       // (and accounts for that request itself).
       report(reason, code);
-      if (sendDeny(exchange.res, deny(reason, code), { close: true })) closeAfterReply(socket);
+      if (sendDeny(exchange.res, deny(reason, code), { close: true }) > 0) closeAfterReply(socket);
       return;
     }
     // Otherwise the error is in the head of the next request on a keep-alive connection.

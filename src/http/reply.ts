@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { ERRORS, errorBody, type Reason } from "../errors.ts";
+import { ERRORS, errorBody } from "../errors.ts";
 import type { Deny } from "../rules/verdict.ts";
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -46,26 +46,22 @@ function replyHeaders(deny: Deny, body: string, close: boolean): Record<string, 
 }
 
 /**
- * Sends the JSON error for `deny` on a response that has not started yet. Returns false (and
- * destroys the response) when headers were already sent: a half-sent upstream response must look
- * truncated to the client, never like a success.
+ * Sends the JSON error for `deny` on a response that has not started yet and returns the body's
+ * size in bytes (for `response_bytes_total` and the audit log). Returns 0 (and destroys the
+ * response) when headers were already sent: a half-sent upstream response must look truncated to
+ * the client, never like a success.
  */
-export function sendDeny(res: ServerResponse, deny: Deny, options: ReplyOptions = {}): boolean {
+export function sendDeny(res: ServerResponse, deny: Deny, options: ReplyOptions = {}): number {
   if (res.headersSent || res.destroyed) {
     res.destroy();
-    return false;
+    return 0;
   }
   const body = errorBody(deny.reason);
   const headers = { ...options.headers, ...replyHeaders(deny, body, options.close === true) };
   if (options.close === true) res.shouldKeepAlive = false;
   res.writeHead(ERRORS[deny.reason].status, headers);
   res.end(body);
-  return true;
-}
-
-/** Convenience for `sendDeny(res, { ok: false, reason })`. */
-export function sendReason(res: ServerResponse, reason: Reason, options: ReplyOptions = {}): boolean {
-  return sendDeny(res, { ok: false, reason }, options);
+  return Buffer.byteLength(body);
 }
 
 /** Writes a complete HTTP/1.1 error response to a raw socket and closes it. `extra` headers must not be secrets. */

@@ -77,7 +77,7 @@ export function decideBodyStart(runtime: Runtime, ctx: RequestContext & { client
   if (declared !== undefined && declared > ctx.client.max_body) {
     return { kind: "refuse", deny: deny("body_too_large", `content-length ${declared} > ${ctx.client.max_body}`) };
   }
-  const hasBody = head.headers["transfer-encoding"] !== undefined || (declared !== undefined && declared > 0);
+  const hasBody = requestHasBody(head.headers);
   const plan = runtime.bodyPlan(ctx, hasBody, declared);
   if (!plan.ok) return { kind: "refuse", deny: plan };
   if (!hasBody) return { kind: "none" };
@@ -98,6 +98,11 @@ export async function decideBody(runtime: Runtime, ctx: RequestContext, held: Bu
     if (!verdict.ok) return verdict;
   }
   return CONTINUE;
+}
+
+/** A body follows the head: chunked, or a declared length above zero. */
+export function requestHasBody(headers: IncomingHttpHeaders): boolean {
+  return headers["transfer-encoding"] !== undefined || (contentLength(headers) ?? 0) > 0;
 }
 
 /** Node's parser has already refused malformed or duplicated Content-Length values. */

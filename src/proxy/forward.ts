@@ -251,8 +251,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         if (phase === "done") return;
         const fresh = !res.headersSent && !res.destroyed;
         // Not fresh: either the upstream's head went out (its status stands) or the client is gone.
-        settleFinal(fresh ? ERRORS[reason].status : res.headersSent ? res.statusCode : 499, reason);
-        sendDeny(res, deny(reason), { headers: input.responseHeaders, close: !clientBodyDone() });
+        const status = fresh ? ERRORS[reason].status : res.headersSent ? res.statusCode : 499;
+        bytesOut += sendDeny(res, deny(reason), { headers: input.responseHeaders, close: !clientBodyDone() });
+        settleFinal(status, reason);
       };
 
       /** After the upstream's headers went out: the client must see a truncated response, never a fake success. */
@@ -618,8 +619,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           retried = true;
           continue;
         }
-        sendDeny(res, deny("upstream_auth_failed"), { headers: input.responseHeaders, close: input.body.kind === "stream" && !input.req.complete });
-        return finish({ status: 502, reason: "upstream_auth_failed", ...unauthorized, bytesOut: 0, clientAborted: false });
+        const bytesOut = sendDeny(res, deny("upstream_auth_failed"), {
+          headers: input.responseHeaders,
+          close: input.body.kind === "stream" && !input.req.complete,
+        });
+        return finish({ status: 502, reason: "upstream_auth_failed", ...unauthorized, bytesOut, clientAborted: false });
       }
     } catch (err) {
       // A bug, not an upstream failure: there is no honest reply, so the connection is cut.

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { errorBody, type Reason } from "../errors.ts";
+import type { Reason } from "../errors.ts";
 import { readBodyBounded } from "../http/read-body.ts";
 import { sendDeny } from "../http/reply.ts";
 import type { HeldKey } from "../keys/types.ts";
@@ -17,7 +17,7 @@ import { deny, type Deny } from "../rules/verdict.ts";
 import type { Runtime } from "../runtime.ts";
 import { KEY_UNAVAILABLE_RETRY_SECONDS } from "../rules/build.ts";
 import { normalizeIp } from "../rules/ip.ts";
-import { contentLength, decideBody, decideBodyStart, decideHead, type RequestHead } from "./decide.ts";
+import { decideBody, decideBodyStart, decideHead, requestHasBody, type RequestHead } from "./decide.ts";
 import type { ForwardInput, ForwardResult } from "./forward.ts";
 
 
@@ -65,7 +65,7 @@ async function handleRequest(
   const { config } = runtime;
   const id = randomUUID();
   const responseHeaders: Record<string, string> = { "x-request-id": id };
-  const hasBody = req.headers["transfer-encoding"] !== undefined || (contentLength(req.headers) ?? 0) > 0;
+  const hasBody = requestHasBody(req.headers);
   // Set once framing and target pass; `finish`/`refuse` below read it whenever they run.
   let ctx: RequestContext | undefined;
 
@@ -120,8 +120,7 @@ async function handleRequest(
     }
     // A refused request may still have body bytes on the wire (or a client waiting to send them
     // after `Expect`): closing the connection is cheaper and safer than draining them.
-    const sent = sendDeny(res, verdict, { headers: responseHeaders, close: hasBody || expectsContinue });
-    const bytesOut = sent ? Buffer.byteLength(errorBody(verdict.reason)) : 0;
+    const bytesOut = sendDeny(res, verdict, { headers: responseHeaders, close: hasBody || expectsContinue });
     finish({ status: res.statusCode, reason: verdict.reason, forwarded: false, bytesIn: 0, bytesOut });
   };
 

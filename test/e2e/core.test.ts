@@ -159,6 +159,8 @@ t.test("an upstream 401 becomes 502 upstream_auth_failed and its body is never p
   t.equal(res.status, 502);
   t.equal(JSON.parse(res.body.toString()).reason, "upstream_auth_failed");
   t.notOk(res.raw.includes(TEST_KEY));
+  const audit = await proxy.waitForLog((line) => line["request_id"] === res.headers["x-request-id"] && "status" in line);
+  t.equal(audit["bytes_out"], res.body.length, "the proxy's own reply counts as bytes sent");
 });
 
 t.test("an upstream error body echoing the key is withheld", async (t) => {
