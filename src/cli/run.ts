@@ -21,6 +21,7 @@ import { validateIsolated, type Validation } from "../config/validate-isolated.t
 import { watchConfigFile, type ConfigWatcher, type ConfigWatchOptions } from "../config/watch.ts";
 import { createAdminServer } from "../http/admin.ts";
 import { createListener } from "../http/listener.ts";
+import { OpenResponses } from "../http/open-responses.ts";
 import { createLagMonitor, type LagMonitor, type LagMonitorOptions } from "../http/overload.ts";
 import type { Environment } from "../keys/env-source.ts";
 import type { SourceDeps, SourceRegistry } from "../keys/sources.ts";
@@ -206,7 +207,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   let draining = false;
   let stopping: Promise<void> | undefined;
   /** Responses not yet closed, over every generation. */
-  const open = new Set<ServerResponse>();
+  const open = new OpenResponses();
   const firstRuntime = buildRuntime(loaded.config, loaded.hash, runtimeDeps);
 
   const monitor: LagMonitor | undefined =
@@ -245,13 +246,13 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
       const gen = current;
       gen.inflight += 1;
-      open.add(res);
+      const entry = open.add(res);
       // While draining or shedding, a connection is not kept for another request: closing it
       // sends the client elsewhere and lightens the load (Node adds `Connection: close`).
       if (draining || monitor?.shedding() === true) res.shouldKeepAlive = false;
       res.once("close", () => {
         gen.inflight -= 1;
-        open.delete(res);
+        open.remove(entry);
         if (gen.retired && gen.inflight === 0) closeGeneration(gen);
         if (draining) onDrainProgress();
       });
