@@ -6,9 +6,9 @@
  * iterators). Once a replaced table has been promoted to the old generation, the young-generation
  * collector treats its pointers as roots, so finished responses (and, through their listeners, each
  * request's whole object graph) survived two collections and were promoted until the next full
- * collection. Measured under `npm run bench`: 1.3 MB promoted per scavenge and 2–3 ms scavenges,
- * against 0 KB and 0.3 ms without the Set. A list whose removed nodes are cleared holds no pointer
- * once an entry is gone.
+ * collection. Measured with `--trace-gc-nvp` under the benchmark's load: 1.3 MB promoted per
+ * scavenge and 2.5–3.3 ms scavenges with the Set, 6 KB and 0.85 ms with this list. A list whose
+ * removed nodes are cleared holds no pointer once an entry is gone.
  */
 import type { ServerResponse } from "node:http";
 
