@@ -4,6 +4,12 @@
  */
 import { Readable, Transform } from "node:stream";
 
+/**
+ * The body of a request without one, shared: a zero-length Buffer holds nothing to change, and
+ * `Buffer.alloc(0)` is a native allocation per request.
+ */
+export const NO_BODY: Buffer = Buffer.alloc(0);
+
 /** A fresh readable of `bytes` (one per attempt, so a 401 retry can replay the same body). */
 export function heldSource(bytes: Buffer): Readable {
   const source = new Readable({ read() {} });

@@ -30,7 +30,7 @@ import type { Logger } from "../observe/log.ts";
 import type { RequestContext } from "../rules/context.ts";
 import { deny } from "../rules/verdict.ts";
 import { createUpstreamAgent, parseUpstream } from "./agent.ts";
-import { createBodyLimiter, heldSource } from "./body-source.ts";
+import { createBodyLimiter, heldSource, NO_BODY } from "./body-source.ts";
 import {
   contentCodings,
   createRollingScanner,
@@ -498,7 +498,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           if (headersContain(pr.rawHeaders, needle)) return withhold(pr, status, "a response header contained the key");
           if (status >= 400) return relayError(pr, status);
           writeHead(status, pr);
-          relay(pr, status, (chunk) => chunk, () => Buffer.alloc(0));
+          relay(pr, status, (chunk) => chunk, () => NO_BODY);
         }),
 
         onError: guard((err: unknown) => {

@@ -18,6 +18,7 @@ import type { Runtime } from "../runtime.ts";
 import { KEY_UNAVAILABLE_RETRY_SECONDS } from "../rules/build.ts";
 import { normalizeIp } from "../rules/ip.ts";
 import { decideBody, decideBodyStart, decideHead, requestHasBody, type RequestHead } from "./decide.ts";
+import { NO_BODY } from "./body-source.ts";
 import type { ForwardInput, ForwardResult } from "./forward.ts";
 
 
@@ -151,7 +152,7 @@ async function handleRequest(
     let body: ForwardInput["body"];
     let held: Buffer | undefined;
     if (start.kind === "none") {
-      held = Buffer.alloc(0);
+      held = NO_BODY;
       body = { kind: "held", bytes: held };
     } else if (start.kind === "hold") {
       const read = await readBodyBounded(req, client.max_body);
