@@ -26,7 +26,7 @@ import { createLagMonitor, type LagMonitor, type LagMonitorOptions } from "../ht
 import type { Environment } from "../keys/env-source.ts";
 import type { SourceDeps, SourceRegistry } from "../keys/sources.ts";
 import { ERRORS, errorBody } from "../errors.ts";
-import { auditRecord } from "../observe/audit.ts";
+import { writeAudit } from "../observe/audit.ts";
 import { normalizeIp } from "../rules/ip.ts";
 import { labelSetsFromConfig } from "../observe/labels.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
@@ -267,20 +267,15 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         const status = ERRORS[reason].status;
         const bytesOut = Buffer.byteLength(errorBody(reason));
         metrics.requestFinished({ status, durationSeconds: 0, bytesIn: 0, bytesOut });
-        const { audit } = current.runtime.config;
-        if (!audit.enabled) return;
-        logger.audit(
-          auditRecord({
-            includeSubject: audit.include_subject,
-            ctx: undefined,
-            fallback: { id: reply.id, method: "", path: "", ip: normalizeIp(reply.ip) ?? reply.ip },
-            status,
-            reason,
-            durationMs: 0,
-            bytesIn: 0,
-            bytesOut,
-          }),
-        );
+        writeAudit(logger, current.runtime.config.audit, {
+          ctx: undefined,
+          fallback: () => ({ id: reply.id, method: "", path: "", ip: normalizeIp(reply.ip) ?? reply.ip }),
+          status,
+          reason,
+          durationMs: 0,
+          bytesIn: 0,
+          bytesOut,
+        });
         logger.debug("request refused by the listener", { request_id: reply.id, reason, detail });
       },
       onHandlerError: (err) => logger.error("request handler failed", errorFields(err)),

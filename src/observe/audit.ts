@@ -49,20 +49,27 @@ export type AuditRecord = {
   readonly bytes_out: number;
 };
 
+/** The request as far as it is known when no context exists: the same names as RequestContext's. */
+export interface AuditFallback {
+  readonly id: string;
+  readonly method: string;
+  /** The raw request target; its query string is dropped here. */
+  readonly path: string;
+  readonly ip: string;
+  readonly origin?: string | undefined;
+}
+
 export interface AuditInput {
   /** `audit.include_subject`. */
   readonly includeSubject: boolean;
   /** Undefined when the request was refused before a context existed (framing, target). */
   readonly ctx: RequestContext | undefined;
-  /** What is known without a context: our request id and the raw request line and peer. */
-  readonly fallback: {
-    readonly id: string;
-    readonly method: string;
-    /** The raw request target; its query string is dropped here. */
-    readonly path: string;
-    readonly ip: string;
-    readonly origin?: string | undefined;
-  };
+  /**
+   * What is known without a context: our request id and the raw request line and peer. Called only
+   * when `ctx` is undefined, so a request that has one does not pay for it (normalising the peer
+   * address again, for one).
+   */
+  readonly fallback: () => AuditFallback;
   readonly status: number;
   readonly reason?: Reason | undefined;
   /** The key sent upstream; only its name and fingerprint are read. */
@@ -112,23 +119,24 @@ function optional(value: string | undefined, max: number = AUDIT_VALUE_MAX): str
 
 /** Builds the audit record of one finished request. */
 export function auditRecord(input: AuditInput): AuditRecord {
-  const { ctx, fallback } = input;
+  const { ctx } = input;
+  const known: AuditFallback = ctx ?? input.fallback();
   const time = (input.now ?? (() => new Date()))().toISOString();
   // Field order is the order SPEC §7 lists them, which is the order people read them in.
   const head = {
     time,
-    request_id: bounded(ctx?.id ?? fallback.id, 128),
+    request_id: bounded(known.id, 128),
     client: ctx?.client?.id ?? null,
   };
   const subject = input.includeSubject ? { subject: optional(ctx?.subject) } : {};
   return {
     ...head,
     ...subject,
-    ip: bounded(ctx?.ip ?? fallback.ip, 64),
-    origin: optional(ctx === undefined ? fallback.origin : ctx.origin),
-    method: bounded(ctx?.method ?? fallback.method, 32),
+    ip: bounded(known.ip, 64),
+    origin: optional(known.origin),
+    method: bounded(known.method, 32),
     route: ctx?.route === undefined ? null : routeLabel(ctx.route),
-    path: ctx === undefined ? pathForLog(fallback.path) : pathForLog(ctx.path),
+    path: pathForLog(known.path),
     model: optional(ctx?.model),
     status: input.status,
     reason: input.reason ?? null,

@@ -10,7 +10,7 @@ import { readBodyBounded } from "../http/read-body.ts";
 import { sendDeny } from "../http/reply.ts";
 import type { HeldKey } from "../keys/types.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
-import { auditRecord } from "../observe/audit.ts";
+import { writeAudit } from "../observe/audit.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { RequestContext, RequestOutcome } from "../rules/context.ts";
 import { deny, type Deny } from "../rules/verdict.ts";
@@ -96,22 +96,17 @@ async function handleRequest(
       bytesIn: outcome.bytesIn,
       bytesOut: outcome.bytesOut,
     });
-    if (config.audit.enabled) {
-      deps.logger.audit(
-        auditRecord({
-          includeSubject: config.audit.include_subject,
-          ctx,
-          fallback: { id, method: req.method ?? "", path: req.url ?? "", ip: normalizeIp(req.socket.remoteAddress ?? "") ?? "" },
-          status: outcome.status,
-          reason: outcome.reason,
-          key: outcome.key,
-          durationMs,
-          upstreamMs: outcome.upstreamMs,
-          bytesIn: outcome.bytesIn,
-          bytesOut: outcome.bytesOut,
-        }),
-      );
-    }
+    writeAudit(deps.logger, config.audit, {
+      ctx,
+      fallback: () => ({ id, method: req.method ?? "", path: req.url ?? "", ip: normalizeIp(req.socket.remoteAddress ?? "") ?? "" }),
+      status: outcome.status,
+      reason: outcome.reason,
+      key: outcome.key,
+      durationMs,
+      upstreamMs: outcome.upstreamMs,
+      bytesIn: outcome.bytesIn,
+      bytesOut: outcome.bytesOut,
+    });
   };
 
   const refuse = (verdict: Deny): void => {

@@ -54,7 +54,10 @@ function input(over: Partial<AuditInput> = {}): AuditInput {
   return {
     includeSubject: true,
     ctx: context(),
-    fallback: { id: "req-1", method: "POST", path: "/v1/images/generations", ip: "10.0.0.1" },
+    // A request with a context must not pay for the fallback: reading it fails the test.
+    fallback: () => {
+      throw new Error("fallback read although a context exists");
+    },
     status: 200,
     key: heldKey,
     durationMs: 1234.56789,
@@ -110,7 +113,7 @@ void t.test("a refusal before any context: fallback values, query and userinfo d
       upstreamMs: undefined,
       status: 400,
       reason: "invalid_path",
-      fallback: { id: "req-2", method: "GET", path: `http://admin:${TOKEN}@evil.example/../x?token=${TOKEN}#frag`, ip: "::1" },
+      fallback: () => ({ id: "req-2", method: "GET", path: `http://admin:${TOKEN}@evil.example/../x?token=${TOKEN}#frag`, ip: "::1" }),
     }),
   );
   t.equal(record.request_id, "req-2");
@@ -172,7 +175,7 @@ void t.test("no token, cookie, JWT or key reaches the written line", (t) => {
   const logger = createLogger({ write: (line) => lines.push(line) });
   for (const includeSubject of [true, false]) {
     writeAudit(logger, { enabled: true, include_subject: includeSubject }, input());
-    writeAudit(logger, { enabled: true, include_subject: includeSubject }, input({ ctx: undefined, fallback: { id: "r", method: "GET", path: `/x?jwt=${JWT}&key=${KEY}`, ip: "1.2.3.4" } }));
+    writeAudit(logger, { enabled: true, include_subject: includeSubject }, input({ ctx: undefined, fallback: () => ({ id: "r", method: "GET", path: `/x?jwt=${JWT}&key=${KEY}`, ip: "1.2.3.4" }) }));
   }
   t.equal(lines.length, 4);
   const all = lines.join("");
