@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startProxy } from "./cli/run.ts";
+import { startProxy } from "./lifecycle/start.ts";
 import { startStandInMythiq } from "./demo/stand-in-mythiq.ts";
 import { createLogger } from "./observe/log.ts";
 

@@ -4,7 +4,8 @@
  * Exit codes (SPEC §2): 0 clean stop, 78 bad config, 1 any other fatal error at start.
  */
 import { parseCommand, USAGE } from "./cli/args.ts";
-import { ConfigError, startProxy } from "./cli/run.ts";
+import { ConfigError } from "./lifecycle/config-error.ts";
+import { startProxy } from "./lifecycle/start.ts";
 import { createLogger, errorFields } from "./observe/log.ts";
 import { VERSION } from "./version.ts";
 
@@ -68,7 +69,7 @@ async function run(configFile: string): Promise<number | undefined> {
     }
     stopping = true;
     // Last resort should the drain itself hang (a bug): it cuts every request at drain_timeout.
-    const grace = proxy.runtime().config.server.drain_timeout + 10_000;
+    const grace = proxy.compiled().config.server.drain_timeout + 10_000;
     setTimeout(() => {
       logger.error("stop did not finish in time, exiting", { after_ms: grace });
       process.exit(1);

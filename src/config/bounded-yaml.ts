@@ -7,7 +7,7 @@
  *
  * Why the pre-scan: yaml's parser and composer recurse once per nesting level. On Node 20 a 2 KB file
  * of `[[[[…` overflows the stack and, parsed a second time in the same process, aborts the whole
- * process from inside V8's regexp compiler (research finding 8). The lexer is an iterative state
+ * process from inside V8's regexp compiler (docs/security.md §7). The lexer is an iterative state
  * machine, so counting depth with it first means the recursive stages only ever see shallow input.
  */
 import { isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, parseDocument } from "yaml";

@@ -3,7 +3,7 @@
  * `MAX_CONFIG_BYTES` (1 MiB) are read, so a FIFO or a device cannot hang or exhaust the process; a
  * missing or unreadable file, or one that is not UTF-8, is a problem at 1:1 (or at the first bad byte).
  */
-import { open } from "node:fs/promises";
+import { readCapped } from "../fs/read-capped.ts";
 import { MAX_CONFIG_BYTES, offsetPosition } from "./bounded-yaml.ts";
 import type { Problem } from "./problems.ts";
 
@@ -12,7 +12,7 @@ export async function readYamlText(
   file: string,
   what = "config file",
 ): Promise<{ ok: true; text: string } | { ok: false; problem: Problem }> {
-  const bytes = await readCapped(file, what);
+  const bytes = await readConfigBytes(file, what);
   if (!bytes.ok) return { ok: false, problem: { file, line: 1, col: 1, message: bytes.message } };
   const bad = firstInvalidUtf8(bytes.value);
   if (bad !== undefined) {
@@ -24,35 +24,18 @@ export async function readYamlText(
   return { ok: true, text: new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes.value) };
 }
 
-async function readCapped(file: string, what: string): Promise<{ ok: true; value: Uint8Array } | { ok: false; message: string }> {
-  let handle;
-  try {
-    handle = await open(file, "r");
-  } catch (err) {
-    return { ok: false, message: `cannot open the ${what} (${errCode(err)})` };
+async function readConfigBytes(file: string, what: string): Promise<{ ok: true; value: Uint8Array } | { ok: false; message: string }> {
+  // Any file, a pipe included (`check --config /dev/stdin`): validation runs in a short-lived process.
+  const read = await readCapped(file, MAX_CONFIG_BYTES, { anyFile: true });
+  if (read.ok) return { ok: true, value: read.bytes };
+  switch (read.why) {
+    case "too_large":
+      return { ok: false, message: `the file is larger than ${MAX_CONFIG_BYTES} bytes (1 MiB), the most a ${what} may have` };
+    case "unreadable":
+      return { ok: false, message: `cannot ${read.stage} the ${what} (${read.code})` };
+    default:
+      return { ok: false, message: `cannot read the ${what} (${read.why})` };
   }
-  try {
-    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
-    let used = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, used, buf.length - used, null);
-      if (bytesRead === 0) break;
-      used += bytesRead;
-      if (used > MAX_CONFIG_BYTES) {
-        return { ok: false, message: `the file is larger than ${MAX_CONFIG_BYTES} bytes (1 MiB), the most a ${what} may have` };
-      }
-    }
-    return { ok: true, value: buf.subarray(0, used) };
-  } catch (err) {
-    return { ok: false, message: `cannot read the ${what} (${errCode(err)})` };
-  } finally {
-    await handle.close();
-  }
-}
-
-function errCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "error";
 }
 
 /** Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629), or undefined. */

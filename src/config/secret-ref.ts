@@ -3,9 +3,9 @@
  * or `{file: PATH}`. This file validates the reference's shape, checks at start-up that each one
  * can be resolved, and resolves them. No message or error here ever contains a secret's value.
  */
-import { constants } from "node:fs";
-import { access, open, stat } from "node:fs/promises";
-import { accessSync, statSync } from "node:fs";
+import { accessSync, constants, statSync } from "node:fs";
+import { errnoCode } from "../errno.ts";
+import { readCapped } from "../fs/read-capped.ts";
 import type { ProxyConfig, SecretRef } from "./types.ts";
 import type { Check } from "./formats.ts";
 import { checkEnvName } from "./formats.ts";
@@ -89,38 +89,16 @@ export async function readSecret(ref: SecretRef, env: NodeJS.ProcessEnv = proces
 /** Reads at most `cap` bytes; errors name the file and the errno code only. */
 async function readBounded(file: string, cap: number): Promise<Buffer> {
   const what = `secret file ${file}`;
-  let info;
-  try {
-    await access(file, constants.R_OK);
-    info = await stat(file);
-  } catch (err) {
-    throw new Error(`${what} cannot be read (${codeOf(err)})`, { cause: err });
+  const read = await readCapped(file, cap);
+  if (read.ok) return read.bytes;
+  switch (read.why) {
+    case "not_a_file":
+      throw new Error(`${what} is not a regular file`);
+    case "too_large":
+      throw new Error(`${what} is larger than ${cap} bytes`);
+    default:
+      throw new Error(`${what} cannot be read (${read.why === "unreadable" ? read.code : read.why})`);
   }
-  if (info.isDirectory()) throw new Error(`${what} is a directory`);
-  const handle = await open(file, "r").catch((err: unknown) => {
-    throw new Error(`${what} cannot be read (${codeOf(err)})`, { cause: err });
-  });
-  try {
-    const buf = Buffer.alloc(cap + 1);
-    let used = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, used, buf.length - used, null);
-      if (bytesRead === 0) break;
-      used += bytesRead;
-      if (used > cap) throw new Error(`${what} is larger than ${cap} bytes`);
-    }
-    return buf.subarray(0, used);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith(what)) throw err;
-    throw new Error(`${what} cannot be read (${codeOf(err)})`, { cause: err });
-  } finally {
-    await handle.close();
-  }
-}
-
-function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "error";
 }
 
 /** Where each secret reference of a config sits, with the reference. */
@@ -171,7 +149,7 @@ export function checkSecretRefs(result: LoadedForRefs, env: NodeJS.ProcessEnv = 
         accessSync(ref.file, constants.R_OK);
         if (!statSync(ref.file).isFile()) why = "is not a regular file";
       } catch (err) {
-        why = `cannot be read (${codeOf(err)})`;
+        why = `cannot be read (${errnoCode(err)})`;
       }
     }
     if (why) {

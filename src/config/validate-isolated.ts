@@ -8,8 +8,8 @@
  * every request for as long. In a child, the event
  * loop that serves requests never runs the parser; a validator that takes longer than
  * `timeoutMs` is killed and the file rejected. The child also contains what no bound can rule
- * out: on Node 20 a 2 KB nesting bomb aborted the whole process from inside V8 (research finding
- * 8); a crash there now rejects one file instead of ending the proxy.
+ * out: on Node 20 a 2 KB nesting bomb aborted the whole process from inside V8 (docs/security.md
+ * §7); a crash there now rejects one file instead of ending the proxy.
  *
  * The child reports the validated config as JSON. Objects without a prototype (the config's
  * maps: `keys`, `pricing`, …) are marked so that they come back without one: the config the
@@ -17,6 +17,7 @@
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { errnoCode } from "../errno.ts";
 import type { ProxyConfig } from "./types.ts";
 import { deepFreeze } from "./file-facts.ts";
 
@@ -145,10 +146,9 @@ export function validateIsolated(file: string, options: IsolatedOptions): Promis
       if (size > MAX_OUTPUT_BYTES) kill("the validator's answer was too large");
       else chunks.push(chunk);
     });
-    child.on("error", (err: Error & { code?: unknown }) => {
+    child.on("error", (err: Error) => {
       // The process could not be started (EAGAIN, ENOMEM…): nothing was validated.
-      const code = typeof err.code === "string" ? err.code : "error";
-      finish(failed(file, `the validator could not be started (${code}); the file was rejected`));
+      finish(failed(file, `the validator could not be started (${errnoCode(err)}); the file was rejected`));
     });
     child.on("close", (code, signal) => {
       if (why !== undefined) return finish(failed(file, why));

@@ -19,6 +19,7 @@
 import { watch, type Stats } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
+import { errnoCode } from "../errno.ts";
 
 /** What `fs.watch` returns, as far as this module uses it. */
 export interface DirectoryWatcher {
@@ -78,13 +79,6 @@ function signature(stats: FileIdentity): string {
   return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
 }
 
-/** An error's errno code (`ENOENT`), else its message: never file content. */
-export function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === "string") return code;
-  return err instanceof Error && err.message !== "" ? err.message : "unknown error";
-}
-
 /**
  * Starts watching `file`: a first check records its current state (`ready`), later checks call
  * `onChange` when it differs. Timers and the watcher never keep the process alive.
@@ -103,7 +97,8 @@ export function watchFile(file: string, options: FileWatchOptions): FileWatch {
 
   function trouble(kind: WatchTrouble["kind"], err: unknown): void {
     try {
-      options.onTrouble?.({ kind, directory, error: errorCode(err) });
+      // A file-system error by its code; a failing listener (the proxy's own code) by its message.
+      options.onTrouble?.({ kind, directory, error: errnoCode(err, err instanceof Error && err.message !== "" ? err.message : "unknown error") });
     } catch {
       // A logging problem must not stop the watch.
     }
@@ -125,7 +120,7 @@ export function watchFile(file: string, options: FileWatchOptions): FileWatch {
           current = signature(await stat(file));
         } catch (err) {
           // Mid-swap or deleted: remembered as such, so the file coming back counts as a change.
-          current = `missing:${errorCode(err)}`;
+          current = `missing:${errnoCode(err)}`;
         }
         if (closed) return;
         const changed = lastSeen !== undefined && current !== lastSeen;

@@ -5,10 +5,8 @@
  * `origins` accepts any Origin but gets none, so browsers cannot read its answers cross-origin.
  */
 import type { ClientConfig, ProxyConfig } from "../config/types.ts";
-import type { RequestContext } from "../rules/context.ts";
+import { type RequestContext, deny, type Preflight } from "../pipeline/types.ts";
 import { compileAnyClientOrigin, compileClientOrigins } from "../rules/origins.ts";
-import { deny } from "../rules/verdict.ts";
-import type { Preflight } from "../runtime.ts";
 
 /** Request headers a browser may send: what MythIQ's OpenAI-compatible SDKs use. */
 const ALLOWED_REQUEST_HEADER = /^(?:authorization|content-type|accept|accept-language|x-request-id|openai-[a-z0-9-]+|x-stainless-[a-z0-9-]+)$/;

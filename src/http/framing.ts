@@ -10,7 +10,7 @@
  * A refusal's `detail` is a fixed string: header values may be secrets and are never logged.
  */
 import type { IncomingMessage } from "node:http";
-import { CONTINUE, deny, type Verdict } from "../rules/verdict.ts";
+import { CONTINUE, deny, type Verdict } from "../pipeline/types.ts";
 
 export interface FramingLimits {
   /** Most header lines a request may carry (`server.max_header_count`); more → 431. */
@@ -146,7 +146,7 @@ export function checkFraming(
   if (!te.ok) return te;
 
   // RFC 9110 §7.6.1: every token names a header a hop must delete. `Connection: authorization`
-  // would make an RFC-compliant hop drop the key we inject (research finding 3).
+  // would make an RFC-compliant hop drop the key we inject (docs/security.md §3).
   if (facts.connectionTokens.some((token) => !CONNECTION_TOKENS.has(token))) {
     return deny("invalid_header", "connection token other than keep-alive or close");
   }

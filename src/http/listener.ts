@@ -12,8 +12,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { ServerConfig } from "../config/types.ts";
+import { errnoCode } from "../errno.ts";
 import type { Reason } from "../errors.ts";
-import { deny } from "../rules/verdict.ts";
+import { deny, type Deny } from "../pipeline/types.ts";
 import { sendDeny, writeRawReply } from "./reply.ts";
 
 /**
@@ -25,12 +26,20 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse, expects
 
 export interface ListenerOptions {
   /**
-   * Told about each refusal the listener makes itself, before or beside the handler: parser errors
+   * Handed each refusal the listener answers itself before a request exists: parser errors
    * (`malformed_request`, `headers_too_large`), `request_timeout`, CONNECT/upgrades
-   * (`method_not_allowed`), `expectation_failed`, and connections dropped over `max_connections`
-   * (`overloaded`). `detail` is a fixed string (a Node error code or a word), never caller bytes.
+   * (`method_not_allowed`) and `expectation_failed`. The receiver must call `reply` (or `reset`)
+   * once; without a receiver the listener replies itself.
    */
-  readonly onClientError?: (reason: Reason, detail: string, reply?: RawReplyFacts) => void;
+  readonly onRefusal?: (refusal: ListenerRefusal) => void;
+  /**
+   * Told about refusals that get no reply of their own, to count them: a parser error in the body of
+   * a request the handler holds (the handler answers and accounts for that request), a malformed
+   * request after a response that closes the connection, and connections dropped over
+   * `max_connections` (`overloaded`). `detail` is a fixed string (a Node error code or a word),
+   * never caller bytes.
+   */
+  readonly onClientError?: (reason: Reason, detail: string) => void;
   /**
    * Told when the handler throws or rejects, or writes to a finished response. The connection is
    * then reset: no status fits an internal bug, and a reset can never pass for a success.
@@ -41,12 +50,19 @@ export interface ListenerOptions {
 /** Request line plus header block, in bytes; more → 431 (Node's HPE_HEADER_OVERFLOW). */
 export const MAX_HEADER_SIZE = 16384;
 
-/** A refusal the listener answered itself (the handler never saw the request). */
-export interface RawReplyFacts {
-  /** The `x-request-id` sent with the reply. */
+/** A refusal the listener makes itself (the handler never sees the request). */
+export interface ListenerRefusal {
+  /** The `x-request-id` the reply carries. */
   readonly id: string;
+  readonly reason: Reason;
+  /** A fixed string (a Node error code or a word), never caller bytes. */
+  readonly detail: string;
   /** The TCP peer, as the socket reports it. */
   readonly ip: string;
+  /** Sends SPEC §5's JSON for `verdict` and closes the connection; returns the body's size in bytes. */
+  reply(verdict: Deny): number;
+  /** Cuts the connection without a reply. */
+  reset(): void;
 }
 
 /** How long a refused connection may take to read its reply before it is destroyed, in ms. */
@@ -59,7 +75,7 @@ interface Exchange {
 }
 
 function reasonFor(err: Error & { code?: unknown }): Reason | undefined {
-  const code = typeof err.code === "string" ? err.code : "";
+  const code = errnoCode(err, "");
   if (code === "HPE_HEADER_OVERFLOW") return "headers_too_large";
   if (code === "ERR_HTTP_REQUEST_TIMEOUT") return "request_timeout";
   // SPEC §4: unknown methods are 405. llhttp knows TRACE, PROPFIND, QUERY… (those reach
@@ -76,6 +92,29 @@ function reasonFor(err: Error & { code?: unknown }): Reason | undefined {
 function smallestPositive(...values: number[]): number | undefined {
   const positive = values.filter((v) => v > 0);
   return positive.length === 0 ? undefined : Math.min(...positive);
+}
+
+/** Node requires `headersTimeout` ≤ `requestTimeout` when both are set. */
+function timeouts(server: ServerConfig): { headersTimeout: number; requestTimeout: number } {
+  const requestTimeout = server.request_timeout;
+  return { requestTimeout, headersTimeout: requestTimeout > 0 ? Math.min(server.headers_timeout, requestTimeout) : server.headers_timeout };
+}
+
+/**
+ * Applies `server:` settings to a listener, at creation and on a reload (SPEC §11). Node reads these
+ * properties when it checks timeouts, sets up a new connection or writes a response, so a reload
+ * changes them for what comes next: the connections checker (every 25–1000 ms, chosen at start)
+ * picks up new timeouts at its next run, new connections get the new header count and connection
+ * limit, and the next response the new keep-alive timeout. `drain_timeout` and `max_header_count`'s
+ * own check are read from the config in force when they are needed.
+ */
+export function applyServerSettings(listener: http.Server, server: ServerConfig): void {
+  const { headersTimeout, requestTimeout } = timeouts(server);
+  listener.headersTimeout = headersTimeout;
+  listener.requestTimeout = requestTimeout;
+  listener.keepAliveTimeout = server.keep_alive_timeout;
+  listener.maxHeadersCount = server.max_header_count + 1;
+  listener.maxConnections = server.max_connections;
 }
 
 /** Ends a refused connection once its reply has been flushed, and in any case after LINGER_MS. */
@@ -100,8 +139,7 @@ function closeAfterReply(socket: Duplex): void {
  * timeouts checked at least every second (Node's default is every 30 s).
  */
 export function createListener(server: ServerConfig, handler: RequestHandler, options: ListenerOptions = {}): http.Server {
-  const requestTimeout = server.request_timeout;
-  const headersTimeout = requestTimeout > 0 ? Math.min(server.headers_timeout, requestTimeout) : server.headers_timeout;
+  const { headersTimeout, requestTimeout } = timeouts(server);
   const shortest = smallestPositive(headersTimeout, requestTimeout) ?? 1000;
 
   const listener = http.createServer({
@@ -113,8 +151,7 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
     insecureHTTPParser: false,
     requireHostHeader: false,
   });
-  listener.maxHeadersCount = server.max_header_count + 1;
-  listener.maxConnections = server.max_connections;
+  applyServerSettings(listener, server);
 
   // The latest request seen on each connection, to decide whether a late parser error or timeout
   // can still be answered (see onClientError).
@@ -122,19 +159,55 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
   // Connections already refused: llhttp reports further errors (the peer closing mid-request) on them.
   const refused = new WeakSet<Duplex>();
 
-  function report(reason: Reason, detail: string, reply?: RawReplyFacts): void {
+  function report(reason: Reason, detail: string): void {
     try {
-      options.onClientError?.(reason, detail, reply);
+      options.onClientError?.(reason, detail);
     } catch {
       // A failing observer must not take a refusal (or the process) down with it.
     }
   }
 
-  /** Answers on the raw socket with its own request id, and reports it as an answered request. */
-  function rawReply(socket: Duplex, reason: Reason, detail: string): void {
+  /** Hands a refusal to `onRefusal` (which replies through `reply`), or replies at once without one. */
+  function refuse(reason: Reason, detail: string, ip: string, reply: (verdict: Deny, id: string) => number, reset: () => void): void {
     const id = randomUUID();
-    writeRawReply(socket, deny(reason, detail), { "x-request-id": id });
-    report(reason, detail, { id, ip: socket instanceof Socket ? (socket.remoteAddress ?? "") : "" });
+    let answered = false;
+    const refusal: ListenerRefusal = {
+      id,
+      reason,
+      detail,
+      ip,
+      reply(verdict) {
+        if (answered) return 0;
+        answered = true;
+        return reply(verdict, id);
+      },
+      reset() {
+        answered = true;
+        reset();
+      },
+    };
+    try {
+      if (options.onRefusal === undefined) refusal.reply(deny(reason, detail));
+      else options.onRefusal(refusal);
+    } catch {
+      // Same as report(); the caller still gets its answer.
+    }
+    if (!answered) refusal.reply(deny(reason, detail));
+  }
+
+  /** Answers on the raw socket with its own request id, then closes the connection. */
+  function rawReply(socket: Duplex, reason: Reason, detail: string): void {
+    refuse(
+      reason,
+      detail,
+      socket instanceof Socket ? (socket.remoteAddress ?? "") : "",
+      (verdict, id) => {
+        const bytes = writeRawReply(socket, verdict, { "x-request-id": id });
+        closeAfterReply(socket);
+        return bytes;
+      },
+      () => socket.destroy(),
+    );
   }
 
   function handlerFailed(err: unknown, res: ServerResponse): void {
@@ -149,7 +222,6 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
   function refuseSocket(socket: Duplex, reason: Reason, detail: string): void {
     refused.add(socket);
     rawReply(socket, reason, detail);
-    closeAfterReply(socket);
   }
 
   function dispatch(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
@@ -171,9 +243,13 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
   // HTTP/1.1 `Expect` without `100-continue` in it; HTTP/1.0 Expects reach the handler (checkFraming).
   listener.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
     latest.set(req.socket, { req, res });
-    const id = randomUUID();
-    sendDeny(res, deny("expectation_failed"), { close: true, headers: { "x-request-id": id } });
-    report("expectation_failed", "expect", { id, ip: req.socket.remoteAddress ?? "" });
+    refuse(
+      "expectation_failed",
+      "expect",
+      req.socket.remoteAddress ?? "",
+      (verdict, id) => sendDeny(res, verdict, { close: true, headers: { "x-request-id": id } }),
+      () => res.destroy(),
+    );
   });
 
   // Node hands these sockets over without its error listener: add one before anything can fail.
@@ -197,7 +273,7 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
       return;
     }
     refused.add(socket);
-    const code = typeof err.code === "string" ? err.code : "client_error";
+    const code = errnoCode(err, "client_error");
     const exchange = latest.get(socket);
     if (exchange !== undefined && !exchange.req.complete) {
       // The error is in the body of a request the handler holds (a stalled upload, a broken
@@ -217,7 +293,6 @@ export function createListener(server: ServerConfig, handler: RequestHandler, op
         return;
       }
       rawReply(socket, reason, code);
-      closeAfterReply(socket);
     };
     // A response still owed for the previous request goes out first: a raw reply now would be read
     // as its answer. If that response is destroyed instead, the socket goes with it.

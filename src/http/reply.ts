@@ -6,7 +6,7 @@
 import type { ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { ERRORS, errorBody } from "../errors.ts";
-import type { Deny } from "../rules/verdict.ts";
+import type { Deny } from "../pipeline/types.ts";
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: "Bad Request",
@@ -64,11 +64,14 @@ export function sendDeny(res: ServerResponse, deny: Deny, options: ReplyOptions 
   return Buffer.byteLength(body);
 }
 
-/** Writes a complete HTTP/1.1 error response to a raw socket and closes it. `extra` headers must not be secrets. */
-export function writeRawReply(socket: Duplex, deny: Deny, extra: Readonly<Record<string, string>> = {}): void {
+/**
+ * Writes a complete HTTP/1.1 error response to a raw socket and closes it; returns the body's size
+ * in bytes (0 when the socket was already gone). `extra` headers must not be secrets.
+ */
+export function writeRawReply(socket: Duplex, deny: Deny, extra: Readonly<Record<string, string>> = {}): number {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
-    return;
+    return 0;
   }
   const body = errorBody(deny.reason);
   const status = ERRORS[deny.reason].status;
@@ -76,4 +79,5 @@ export function writeRawReply(socket: Duplex, deny: Deny, extra: Readonly<Record
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
   socket.end(head + "\r\n" + body);
+  return Buffer.byteLength(body);
 }

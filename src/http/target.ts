@@ -5,10 +5,10 @@
  * acts on. Anything a URL parser, a proxy library or the upstream's framework would rewrite (dot
  * segments, `%2e`, backslashes, `//`, `;` parameters, fragments, absolute-form) is refused here,
  * never normalised: http-proxy-3 re-parses `req.url` with the WHATWG parser, which resolved
- * `/v1/images/generations/../../admin` to `/v1/admin` in the research probe, with the key attached.
+ * `/v1/images/generations/../../admin` to `/v1/admin`, with the key attached (docs/security.md §1).
  * A refusal's `detail` is a fixed string: the target itself may carry a secret and is never logged.
  */
-import { deny, type Deny } from "../rules/verdict.ts";
+import { deny, type Deny } from "../pipeline/types.ts";
 
 /** A target that passed every check: `path` and `query` are forwarded byte for byte. */
 export type Target = {

@@ -17,6 +17,7 @@
  *   parts removed: the SDK's parse errors quote the body they choke on, which holds the secret.
  */
 import type * as SecretsManager from "@aws-sdk/client-secrets-manager";
+import { lazyImport } from "../lazy-import.ts";
 import type { AwsKeyConfig } from "../config/types.ts";
 import { silentLogger, type Logger } from "../observe/log.ts";
 import { parseJsonQuietly, pickField, safeStoreText } from "./store-text.ts";
@@ -28,16 +29,8 @@ type SecretsManagerModule = typeof SecretsManager;
 /** Loads the SDK; replaceable in tests. */
 export type LoadSdk = () => Promise<SecretsManagerModule>;
 
-let sdk: Promise<SecretsManagerModule> | undefined;
-
 /** The SDK, imported once, on first use. A failed import is retried on the next fetch. */
-export const loadSecretsManagerSdk: LoadSdk = () => {
-  sdk ??= import("@aws-sdk/client-secrets-manager").catch((err: unknown) => {
-    sdk = undefined;
-    throw new Error(`the AWS SDK could not be loaded: ${err instanceof Error ? err.message : "unknown error"}`);
-  });
-  return sdk;
-};
+export const loadSecretsManagerSdk: LoadSdk = lazyImport("the AWS SDK", () => import("@aws-sdk/client-secrets-manager"));
 
 export interface AwsSourceOptions {
   readonly logger?: Logger;

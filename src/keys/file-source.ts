@@ -11,9 +11,9 @@
  * the listener only when the file's identity or times changed, so unrelated activity in the
  * directory costs one `stat`, not a re-read.
  */
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
-import { errorCode, watchFile, type FileWatch, type WatchDirectory } from "../fs/watch-file.ts";
+import { dropTrailingNewline } from "../config/secret-ref.ts";
+import { readCapped } from "../fs/read-capped.ts";
+import { watchFile, type FileWatch, type WatchDirectory } from "../fs/watch-file.ts";
 import type { Logger } from "../observe/log.ts";
 import type { KeySource, SourceValue } from "./types.ts";
 
@@ -37,13 +37,6 @@ export interface FileSourceOptions {
   readonly logger?: Logger;
 }
 
-/** Drops one trailing "\n" or "\r\n" (SPEC §3: "a file's trailing newline is dropped"). */
-export function dropTrailingNewline(text: string): string {
-  if (text.endsWith("\r\n")) return text.slice(0, -2);
-  if (text.endsWith("\n")) return text.slice(0, -1);
-  return text;
-}
-
 /**
  * Creates a file source. `version` is the file's mtime in whole ms — never anything derived from the
  * content. Watching and polling start when a listener is registered with `onChange`.
@@ -59,41 +52,25 @@ export function createFileSource(config: { readonly file: string }, options: Fil
   let watcher: FileWatch | undefined;
   let closed = false;
 
-  function unreadable(err: unknown): Error {
-    return new Error(`cannot read key file ${path}: ${errorCode(err)}`);
-  }
-
   async function read(signal: AbortSignal): Promise<SourceValue> {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-    const handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)).catch((err: unknown) => {
-      throw unreadable(err);
-    });
-    try {
-      const stats = await handle.stat().catch((err: unknown) => {
-        throw unreadable(err);
-      });
-      if (!stats.isFile()) throw new Error(`key file ${path} is not a regular file`);
-      if (stats.size > maxBytes) throw new Error(`key file ${path} is larger than ${maxBytes} bytes`);
-      // The size can change between fstat and read; read one byte more than allowed to notice.
-      const buffer = Buffer.alloc(maxBytes + 1);
-      let length = 0;
-      while (length < buffer.length) {
-        if (signal.aborted) throw new Error("fetch aborted");
-        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length).catch((err: unknown) => {
-          throw unreadable(err);
-        });
-        if (bytesRead === 0) break;
-        length += bytesRead;
+    const result = await readCapped(path, maxBytes, { signal });
+    if (!result.ok) {
+      switch (result.why) {
+        case "not_a_file":
+          throw new Error(`key file ${path} is not a regular file`);
+        case "too_large":
+          throw new Error(`key file ${path} is larger than ${maxBytes} bytes`);
+        case "aborted":
+          throw new Error("fetch aborted");
+        case "unreadable":
+          throw new Error(`cannot read key file ${path}: ${result.code}`);
       }
-      if (length > maxBytes) throw new Error(`key file ${path} is larger than ${maxBytes} bytes`);
-      const text = buffer.toString("utf8", 0, length);
-      buffer.fill(0);
-      // What was read is the baseline for change detection: a change after this point is noticed.
-      watcher?.seen(stats);
-      return { value: dropTrailingNewline(text), version: String(Math.trunc(stats.mtimeMs)) };
-    } finally {
-      await handle.close().catch(() => undefined);
     }
+    const text = result.bytes.toString("utf8");
+    result.bytes.fill(0);
+    // What was read is the baseline for change detection: a change after this point is noticed.
+    watcher?.seen(result.stats);
+    return { value: dropTrailingNewline(text), version: String(Math.trunc(result.stats.mtimeMs)) };
   }
 
   function notify(): void {

@@ -18,6 +18,7 @@
  * read again.
  */
 import { readFile } from "node:fs/promises";
+import { lazyImport } from "../lazy-import.ts";
 import type NodeVault from "node-vault";
 import type { VaultKeyConfig } from "../config/types.ts";
 import { silentLogger, type Logger } from "../observe/log.ts";
@@ -42,18 +43,8 @@ export interface VaultSourceOptions {
 // A type-only import: erased at build time, so node-vault is loaded by `import()` below, on first use.
 type NodeVaultModule = typeof NodeVault;
 
-let nodeVault: Promise<NodeVaultModule> | undefined;
-
 /** node-vault, imported once, on first use. A failed import is retried on the next fetch. */
-function loadNodeVault(): Promise<NodeVaultModule> {
-  nodeVault ??= import("node-vault")
-    .then((module) => module.default)
-    .catch((err: unknown) => {
-      nodeVault = undefined;
-      throw new Error(`node-vault could not be loaded: ${err instanceof Error ? err.message : "unknown error"}`);
-    });
-  return nodeVault;
-}
+const loadNodeVault = lazyImport<NodeVaultModule>("node-vault", async () => (await import("node-vault")).default);
 
 /** The part of a node-vault client a fetch uses beyond the session's. */
 interface KvClient extends VaultClient {

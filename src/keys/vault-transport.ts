@@ -18,6 +18,7 @@
  * reads at most 1 MiB, trusts the configured CA when one is given, and logs nothing.
  */
 import http from "node:http";
+import { errnoCode } from "../errno.ts";
 import https from "node:https";
 
 /** Default largest response body accepted from Vault, in bytes (1 MiB). */
@@ -63,9 +64,7 @@ function durationText(ms: number): string {
 }
 
 function errnoText(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === "string") return code;
-  return err instanceof Error ? err.name : "error";
+  return errnoCode(err, err instanceof Error ? err.name : "error");
 }
 
 /** Creates the transport. Nothing is opened until a request is made. */

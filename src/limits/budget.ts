@@ -16,9 +16,7 @@
  */
 import type { ProxyConfig } from "../config/types.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import type { RequestOutcome } from "../rules/context.ts";
-import type { Rule } from "../rules/rule.ts";
-import { CONTINUE, deny, type Verdict } from "../rules/verdict.ts";
+import { CONTINUE, deny, type RequestOutcome, type Rule, type Verdict } from "../pipeline/types.ts";
 import { retrySeconds, storeUnavailable } from "./deny.ts";
 import { UNAVAILABLE, type GuardedStore } from "./fallback.ts";
 import { estimateMicros, hasBody, MICROS_PER_USD, toMicros } from "./pricing.ts";
@@ -57,7 +55,6 @@ export function createChargeRule(config: Pick<ProxyConfig, "clients" | "pricing"
     name: "budget",
     async check(ctx): Promise<Verdict> {
       const client = ctx.client;
-      if (client === undefined) return CONTINUE;
       const micros = estimateMicros(config.pricing, { model: ctx.model, imageCount: ctx.imageCount, hasBody: hasBody(ctx.headers) });
       ctx.costUsd = micros / MICROS_PER_USD;
       if (micros === 0) return CONTINUE;

@@ -5,8 +5,7 @@
  * pipeline runs exactly once whatever the outcome.
  */
 import type { ClientConfig } from "../config/types.ts";
-import type { Rule } from "../rules/rule.ts";
-import { CONTINUE, deny, type Verdict } from "../rules/verdict.ts";
+import { CONTINUE, deny, type Rule, type Verdict } from "../pipeline/types.ts";
 import { storeUnavailable } from "./deny.ts";
 import { UNAVAILABLE, type GuardedStore } from "./fallback.ts";
 
@@ -30,8 +29,8 @@ export function createConcurrencyRule(clients: readonly ClientConfig[], store: G
     name: "concurrency",
     async check(ctx): Promise<Verdict> {
       const client = ctx.client;
-      const limit = client === undefined ? undefined : limits.get(client.id);
-      if (client === undefined || limit === undefined) return CONTINUE;
+      const limit = limits.get(client.id);
+      if (limit === undefined) return CONTINUE;
       const release = await store.acquire(concurrencyKey(client.id), limit);
       if (release === UNAVAILABLE) return storeUnavailable();
       if (release === undefined) {

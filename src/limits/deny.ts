@@ -1,5 +1,5 @@
 /** Refusals shared by the limit rules. */
-import { deny, type Deny } from "../rules/verdict.ts";
+import { deny, type Deny } from "../pipeline/types.ts";
 
 /**
  * `Retry-After` when the shared store is down and `on_store_error: deny`: about the time the store

@@ -13,12 +13,12 @@ import { readSecret } from "../config/secret-ref.ts";
 import type { Environment } from "../keys/env-source.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import type { Rule } from "../rules/rule.ts";
+import type { Rule } from "../pipeline/types.ts";
 import { createChargeRule } from "./budget.ts";
 import { createConcurrencyRule } from "./concurrency.ts";
 import { createGuardedStore, type OnStoreError } from "./fallback.ts";
 import { createMemoryStore } from "./memory-store.ts";
-import { createLimitsMetrics } from "./metrics.ts";
+import { createLimitsMetrics } from "../observe/limits-metrics.ts";
 import { createRateLimitRule } from "./rate-limit.ts";
 import { createRedisStore, type RedisStoreOptions } from "./redis-store.ts";
 import type { LimitStore } from "./store.ts";
@@ -36,10 +36,15 @@ export interface LimitStores {
 }
 
 export interface Limits {
-  /** Step 6 rules in SPEC's order: rate limit, then concurrency. */
-  readonly admission: readonly Rule[];
-  /** After the body step: the estimated cost, and the daily budget. */
-  readonly charge: readonly Rule[];
+  /** SPEC §4 step 6: the rate limit; undefined when no client sets `rate_limit`. */
+  readonly rate: Rule | undefined;
+  /** SPEC §4 step 6: concurrency; undefined when no client sets `concurrency`. */
+  readonly concurrency: Rule | undefined;
+  /**
+   * The estimated cost and the daily budget, checked once the body is known (it prices the model
+   * and `n`); undefined when `pricing` is empty.
+   */
+  readonly budget: Rule | undefined;
   readonly stores: LimitStores;
   /** Stores replaced by reloads that still wait for their last requests before closing. */
   readonly retiring: readonly Retiring[];
@@ -152,14 +157,11 @@ export function buildLimits(config: ProxyConfig, deps: LimitsDeps): Limits {
   const retiring = previous === undefined ? [] : adopt ? previous.retiring : [...previous.retiring, retire(previous.stores)];
 
   const store = createGuardedStore({ shared: stores.shared, local: stores.local, onStoreError: config.limits.on_store_error });
-  const rate = createRateLimitRule(config.clients, store);
-  const concurrency = createConcurrencyRule(config.clients, store);
-  const charge = createChargeRule(config, { store, metrics: deps.metrics, ...(deps.now === undefined ? {} : { now: deps.now }) });
-
   let closed: Promise<void> | undefined;
   return {
-    admission: Object.freeze([rate, concurrency].filter((r): r is Rule => r !== undefined)),
-    charge: Object.freeze(charge === undefined ? [] : [charge]),
+    rate: createRateLimitRule(config.clients, store),
+    concurrency: createConcurrencyRule(config.clients, store),
+    budget: createChargeRule(config, { store, metrics: deps.metrics, ...(deps.now === undefined ? {} : { now: deps.now }) }),
     stores,
     retiring,
     close() {

@@ -7,9 +7,7 @@
 import { createHash } from "node:crypto";
 import type { ClientConfig, RateLimitConfig } from "../config/types.ts";
 import { callerKey } from "../rules/auth-failures.ts";
-import type { RequestContext } from "../rules/context.ts";
-import type { Rule } from "../rules/rule.ts";
-import { CONTINUE, deny, type Verdict } from "../rules/verdict.ts";
+import { CONTINUE, deny, type CallerContext, type Rule, type Verdict } from "../pipeline/types.ts";
 import { retrySeconds, storeUnavailable } from "./deny.ts";
 import { UNAVAILABLE, type GuardedStore } from "./fallback.ts";
 import type { BucketSpec } from "./store.ts";
@@ -26,7 +24,7 @@ interface Compiled {
  * next to the sessions) draws from one bucket shared by all such requests of that client: fail
  * closed, never unlimited.
  */
-export function rateKey(clientId: string, by: RateLimitConfig["by"], ctx: Pick<RequestContext, "ip" | "subject">): string {
+export function rateKey(clientId: string, by: RateLimitConfig["by"], ctx: Pick<CallerContext, "ip" | "subject">): string {
   switch (by) {
     case "client":
       return `rate:${clientId}`;
@@ -54,8 +52,8 @@ export function createRateLimitRule(clients: readonly ClientConfig[], store: Gua
     name: "rate-limit",
     async check(ctx): Promise<Verdict> {
       const client = ctx.client;
-      const limit = client === undefined ? undefined : limits.get(client.id);
-      if (client === undefined || limit === undefined) return CONTINUE;
+      const limit = limits.get(client.id);
+      if (limit === undefined) return CONTINUE;
       const result = await store.take(rateKey(client.id, limit.by, ctx), limit.bucket);
       if (result === UNAVAILABLE) return storeUnavailable();
       if (result.ok) return CONTINUE;

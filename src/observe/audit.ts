@@ -10,7 +10,7 @@
  */
 import type { Reason } from "../errors.ts";
 import type { HeldKey } from "../keys/types.ts";
-import type { RequestContext } from "../rules/context.ts";
+import type { RequestContext } from "../pipeline/types.ts";
 import { fingerprintLabel, routeLabel } from "./labels.ts";
 import type { Logger } from "./log.ts";
 

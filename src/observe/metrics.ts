@@ -2,7 +2,8 @@
  * Every metric of SPEC §7, in one place, on a registry of its own (never prom-client's global one,
  * so a test or a reload can build as many as it likes). Beyond SPEC, four gauges give alert rules
  * what Prometheus cannot read from the config: `key_refresh_interval_seconds`,
- * `key_max_stale_seconds`, `budget_daily_usd` and today's spend `budget_spent_usd`.
+ * `key_max_stale_seconds`, `budget_daily_usd` and today's spend `budget_spent_usd`; and
+ * `internal_errors_total` counts requests that met a bug.
  *
  * The proxy reports facts (a request ended, a key was fetched); this module turns them into series.
  * Label values pass through `labels.ts`, so only names from the config, fixed fallbacks and fixed
@@ -112,6 +113,11 @@ export interface Metrics {
   configReloaded(result: "applied" | "rejected"): void;
   /** The config now in force (`config_info{hash}`; the previous hash's series is removed). */
   configLoaded(hash: string): void;
+  /**
+   * A request met a broken invariant or a bug (`internal_errors_total`): its connection was reset
+   * instead of answered. Not in SPEC §7; an alert fires on any.
+   */
+  internalError(): void;
   /** The Prometheus text exposition of the registry. Rejects when a collector fails. */
   metricsText(): Promise<string>;
 }
@@ -376,6 +382,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ["hash"] as const,
     registers,
   });
+  const internalErrors = new Counter({
+    name: `${p}internal_errors_total`,
+    help: "Requests that met a broken invariant or a bug inside the proxy; their connection was reset.",
+    registers,
+  });
   const buildInfo = new Gauge({
     name: `${p}build_info`,
     help: "Version of the proxy and of Node.js. Always 1.",
@@ -389,6 +400,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   for (const reason of UPSTREAM_REASONS) upstreamErrors.inc({ reason }, 0);
   configReloads.inc({ result: "applied" }, 0);
   configReloads.inc({ result: "rejected" }, 0);
+  internalErrors.inc(0);
 
   const requestSeries = counterCache(requests, ["client", "route", "model", "status"]);
   const durationSeries = seriesCache(
@@ -535,6 +547,10 @@ export function createMetrics(options: MetricsOptions): Metrics {
       if (configHash !== undefined && configHash !== label) configInfo.remove({ hash: configHash });
       configHash = label;
       configInfo.set({ hash: label }, 1);
+    },
+
+    internalError() {
+      internalErrors.inc();
     },
 
     metricsText: () => registry.metrics(),

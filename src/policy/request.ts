@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import type { RequestHead } from "../proxy/decide.ts";
+import type { RequestHead } from "../pipeline/types.ts";
 import type { CaseRequest } from "./cases.ts";
 
 export interface CaseHttpRequest {

@@ -1,19 +1,19 @@
 /**
- * Runs policy cases through the proxy's own decision path (`proxy/decide.ts`), offline: every
- * configured key counts as held (no fetch), limits use a fresh in-memory store per case, and
+ * Runs policy cases through the proxy's own request pipeline (`src/pipeline/pipeline.ts`), offline:
+ * every configured key counts as held (no fetch), limits count in a fresh in-memory store, and
  * nothing is forwarded. A case's outcome is what the proxy would do with that request right before
  * forwarding: allow it for a client and key, or refuse it with a status and reason.
  */
-import { ERRORS, type Reason } from "../errors.ts";
 import type { ProxyConfig } from "../config/types.ts";
 import { createHeldKey } from "../keys/held-key.ts";
 import type { ManagedKeyring } from "../keys/keyring.ts";
 import type { HeldKey } from "../keys/types.ts";
 import { silentLogger } from "../observe/log.ts";
 import { createMetrics, type Metrics } from "../observe/metrics.ts";
-import { decideBody, decideBodyStart, decideHead } from "../proxy/decide.ts";
-import { buildRuntime } from "../runtime.ts";
-import type { Deny } from "../rules/verdict.ts";
+import { compileConfig, type CompiledConfig } from "../pipeline/compile.ts";
+import { runPipeline, type Ending, type Exchange } from "../pipeline/pipeline.ts";
+import type { Deny } from "../pipeline/types.ts";
+import type { Reason } from "../errors.ts";
 import type { CaseExpectation, PolicyCase } from "./cases.ts";
 import { buildCaseRequest } from "./request.ts";
 import { createSessionIssuer, type SessionIssuer } from "./sessions.ts";
@@ -22,13 +22,15 @@ export type Outcome =
   | { readonly allow: true; readonly client: string; readonly key: string }
   | { readonly allow: false; readonly status: number; readonly reason: Reason; readonly client: string | undefined; readonly key: string | undefined };
 
-/** A keyring that holds every configured key (a placeholder value; nothing is ever sent). */
-function offlineKeyring(config: ProxyConfig): ManagedKeyring {
+/** A keyring that holds every configured key but `unheld` (a placeholder value; nothing is ever sent). */
+function offlineKeyring(config: ProxyConfig, unheld: ReadonlySet<string>): ManagedKeyring {
   const held = new Map<string, HeldKey>(
-    Object.entries(config.keys).map(([name, key]) => [
-      name,
-      createHeldKey({ name, source: key.source, value: "policy-test-placeholder", version: "", fingerprint: "00000000", fetchedAt: Date.now() }),
-    ]),
+    Object.entries(config.keys)
+      .filter(([name]) => !unheld.has(name))
+      .map(([name, key]) => [
+        name,
+        createHeldKey({ name, source: key.source, value: "policy-test-placeholder", version: "", fingerprint: "00000000", fetchedAt: Date.now() }),
+      ]),
   );
   return {
     current: (name) => held.get(name),
@@ -40,50 +42,98 @@ function offlineKeyring(config: ProxyConfig): ManagedKeyring {
   };
 }
 
-function refused(deny: Deny, client: { id: string; key: string } | undefined): Outcome {
-  return { allow: false, status: ERRORS[deny.reason].status, reason: deny.reason, client: client?.id, key: client?.key };
+export interface PolicyRunner {
+  /** One case, against a freshly compiled config: limits and failed-auth counters never carry over. */
+  run(testCase: PolicyCase): Promise<Outcome>;
+  /** Cases in order against one compiled config, so that limits and failed-auth counters carry over. */
+  runSequence(cases: readonly PolicyCase[]): Promise<Outcome[]>;
 }
 
-export interface PolicyRunner {
-  run(testCase: PolicyCase): Promise<Outcome>;
+export interface PolicyRunnerOptions {
+  /** Keys that count as not held (the proxy's tests); default none. */
+  readonly unheldKeys?: ReadonlySet<string>;
 }
 
 /** Prepares a runner for one config (the session issuer reads the config's session secret, if any). */
-export async function createPolicyRunner(config: ProxyConfig, hash: string, env: NodeJS.ProcessEnv): Promise<PolicyRunner> {
+export async function createPolicyRunner(
+  config: ProxyConfig,
+  hash: string,
+  env: NodeJS.ProcessEnv,
+  options: PolicyRunnerOptions = {},
+): Promise<PolicyRunner> {
   const metrics: Metrics = createMetrics({ version: "policy", processMetrics: false });
   const issuer: SessionIssuer = await createSessionIssuer(config, env);
+  const unheld = options.unheldKeys ?? new Set<string>();
+
+  async function decide(compiled: CompiledConfig, testCase: PolicyCase): Promise<Outcome> {
+    const request = testCase.request;
+    const session = request.jwt ?? (request.claims === undefined ? undefined : await issuer.issue(request.claims));
+    const { head, body } = buildCaseRequest(request, session, config.sessions?.jwt.cookie);
+    const exchange: Exchange = {
+      id: "policy-test",
+      head,
+      cleanups: [],
+      ctx: undefined,
+      closed: () => undefined,
+      reply: () => 0,
+      answerPreflight: () => undefined,
+      continue: () => undefined,
+      readBody: (maxBytes) => Promise.resolve(body.length > maxBytes ? { ok: false, why: "too_large" } : { ok: true, bytes: body }),
+      // The case ends here: this is where the proxy would forward.
+      forward: (_caller, key, held) =>
+        Promise.resolve({ status: 200, forwarded: false, bytesIn: held.kind === "held" ? held.bytes.length : 0, bytesOut: 0, key, clientAborted: false }),
+      reset: () => undefined,
+    };
+    let ending: Ending;
+    try {
+      ending = await runPipeline(compiled, exchange);
+    } finally {
+      for (const cleanup of exchange.cleanups) cleanup({ status: 200, forwarded: false });
+    }
+    const client = exchange.ctx?.client;
+    switch (ending.kind) {
+      case "refused":
+        return refused(ending.deny, ending.status, client);
+      case "preflight":
+        return { allow: true, client: "(preflight)", key: "(none)" };
+      case "forwarded":
+        if (client === undefined) throw new Error("forwarded without a client");
+        return { allow: true, client: client.id, key: client.key };
+      default:
+        throw new Error(`the case ended as ${ending.kind}`);
+    }
+  }
+
+  async function runSequence(cases: readonly PolicyCase[]): Promise<Outcome[]> {
+    const compiled = compileConfig(config, hash, {
+      logger: silentLogger,
+      metrics,
+      env,
+      keyring: offlineKeyring(config, unheld),
+      offline: true,
+      ...issuer.compileDeps,
+    });
+    try {
+      const outcomes: Outcome[] = [];
+      for (const testCase of cases) outcomes.push(await decide(compiled, testCase));
+      return outcomes;
+    } finally {
+      await compiled.close();
+    }
+  }
 
   return {
+    runSequence,
     async run(testCase) {
-      // A fresh runtime per case: limits and failed-auth counters never carry over between cases.
-      const runtime = buildRuntime(config, hash, {
-        logger: silentLogger,
-        metrics,
-        env,
-        keyring: offlineKeyring(config),
-        offline: true,
-        ...issuer.runtimeDeps,
-      });
-      try {
-        const request = testCase.request;
-        const session = request.jwt ?? (request.claims === undefined ? undefined : await issuer.issue(request.claims));
-        const { head, body } = buildCaseRequest(request, session, config.sessions?.jwt.cookie);
-        const decision = await decideHead(runtime, "policy-test", head);
-        if (decision.kind === "refuse") return refused(decision.deny, decision.ctx?.client);
-        if (decision.kind === "preflight") return { allow: true, client: "(preflight)", key: "(none)" };
-        const ctx = decision.ctx;
-        const start = decideBodyStart(runtime, ctx, head);
-        if (start.kind === "refuse") return refused(start.deny, ctx.client);
-        if (start.kind === "hold" && body.length > ctx.client.max_body) return refused({ ok: false, reason: "body_too_large" }, ctx.client);
-        const verdict = await decideBody(runtime, ctx, start.kind === "hold" ? body : undefined);
-        if (!verdict.ok) return refused(verdict, ctx.client);
-        for (const cleanup of ctx.cleanups) cleanup({ status: 200, forwarded: false });
-        return { allow: true, client: ctx.client.id, key: ctx.client.key };
-      } finally {
-        await runtime.close();
-      }
+      const [outcome] = await runSequence([testCase]);
+      if (outcome === undefined) throw new Error("no outcome");
+      return outcome;
     },
   };
+}
+
+function refused(deny: Deny, status: number, client: { id: string; key: string } | undefined): Outcome {
+  return { allow: false, status, reason: deny.reason, client: client?.id, key: client?.key };
 }
 
 export interface Mismatch {

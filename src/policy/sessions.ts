@@ -15,13 +15,13 @@ import type { SessionDeps } from "../rules/sessions.ts";
 
 export interface SessionIssuer {
   /** Verifier overrides for `buildRuntime` (the local key set), when the config uses `jwks_url`. */
-  readonly runtimeDeps: { readonly sessions?: Pick<SessionDeps, "jwks"> };
+  readonly compileDeps: { readonly sessions?: Pick<SessionDeps, "jwks"> };
   /** A signed JWT carrying `claims`; `iss`, `aud`, `iat` and `exp` (+1 h) are filled in unless given (null removes one). */
   issue(claims: Readonly<Record<string, unknown>>): Promise<string>;
 }
 
 const NO_SESSIONS: SessionIssuer = {
-  runtimeDeps: {},
+  compileDeps: {},
   issue: () => Promise.reject(new Error("the case gives claims, but the config has no sessions.jwt")),
 };
 
@@ -40,7 +40,7 @@ export async function createSessionIssuer(config: ProxyConfig, env: NodeJS.Proce
   if (jwt.secret !== undefined) {
     const secret = new TextEncoder().encode(await readSecret(jwt.secret, env));
     return {
-      runtimeDeps: {},
+      compileDeps: {},
       issue: (claims) => new SignJWT(withDefaults(claims, jwt.issuer, jwt.audience)).setProtectedHeader({ alg, typ: "JWT" }).sign(secret),
     };
   }
@@ -51,7 +51,7 @@ export async function createSessionIssuer(config: ProxyConfig, env: NodeJS.Proce
   const body = JSON.stringify({ keys: [jwk] });
   const localFetch: typeof fetch = () => Promise.resolve(new Response(body, { status: 200, headers: { "content-type": "application/json" } }));
   return {
-    runtimeDeps: { sessions: { jwks: { fetch: localFetch } } },
+    compileDeps: { sessions: { jwks: { fetch: localFetch } } },
     issue: (claims) => new SignJWT(withDefaults(claims, jwt.issuer, jwt.audience)).setProtectedHeader({ alg, kid, typ: "JWT" }).sign(privateKey),
   };
 }

@@ -2,7 +2,7 @@
  * Forwarding a checked request to MythIQ with http-proxy-3 and relaying the answer (SPEC §4
  * steps 8–9).
  *
- * How http-proxy-3 is held (research: libraries.md §2.3, security-principles.md §0):
+ * How http-proxy-3 is held (docs/security.md §1, §2, §5 and §9):
  * - It is handed a *stand-in* request carrying exactly the headers built by outgoing-headers.ts,
  *   never the caller's IncomingMessage, and a pass just before its `stream` pass puts those
  *   headers back (its `deleteLength` pass would otherwise add `content-length: 0` to DELETE).
@@ -23,12 +23,12 @@ import type { Readable } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { createProxyServer } from "http-proxy-3";
 import type { UpstreamConfig } from "../config/types.ts";
+import { errnoCode } from "../errno.ts";
 import { ERRORS, type Reason } from "../errors.ts";
 import { sendDeny } from "../http/reply.ts";
 import type { HeldKey } from "../keys/types.ts";
 import type { Logger } from "../observe/log.ts";
-import type { RequestContext } from "../rules/context.ts";
-import { deny } from "../rules/verdict.ts";
+import { type RequestContext, deny } from "../pipeline/types.ts";
 import { createUpstreamAgent, parseUpstream } from "./agent.ts";
 import { createBodyLimiter, heldSource, NO_BODY } from "./body-source.ts";
 import {
@@ -40,7 +40,10 @@ import {
 } from "./leak-scan.ts";
 import { buildOutgoingHeaders, isSendableTarget, upstreamTarget } from "./outgoing-headers.ts";
 import { isRedirect, relayedHeaders } from "./response.ts";
-import { classifyUpstreamError, errorCode } from "./upstream-errors.ts";
+import { classifyUpstreamError } from "./upstream-errors.ts";
+
+/** held: the checked body bytes (possibly empty), replayable; stream: pipe the caller's body through, cut at `maxBytes`. */
+export type ForwardBody = { readonly kind: "held"; readonly bytes: Buffer } | { readonly kind: "stream"; readonly maxBytes: number };
 
 export interface ForwardInput {
   readonly ctx: RequestContext;
@@ -51,8 +54,7 @@ export interface ForwardInput {
   readonly keyName: string;
   /** Injected as `authorization: Bearer <value>`. */
   readonly key: HeldKey;
-  /** held: the checked body bytes (possibly empty), replayable; stream: pipe `req` through, cut at `maxBytes`. */
-  readonly body: { readonly kind: "held"; readonly bytes: Buffer } | { readonly kind: "stream"; readonly maxBytes: number };
+  readonly body: ForwardBody;
   /** Added to every response the client gets, proxied or local (x-request-id, CORS headers). */
   readonly responseHeaders: Readonly<Record<string, string>>;
 }
@@ -270,7 +272,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           try {
             fn(...args);
           } catch (err) {
-            logger.error("forwarding failed", { ...log, code: errorCode(err) });
+            logger.error("forwarding failed", { ...log, code: errnoCode(err, "unknown") });
             stopUpstream();
             if (!res.headersSent) replyLocal("upstream_reset");
             else cut("upstream_reset");
@@ -505,7 +507,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           if (phase === "responding") return onBroken();
           if (phase !== "waiting") return;
           const reason = classifyUpstreamError(err, connected);
-          logger.warn("upstream request failed", { ...log, reason, code: errorCode(err) });
+          logger.warn("upstream request failed", { ...log, reason, code: errnoCode(err, "unknown") });
           stopUpstream();
           replyLocal(reason);
         }),
@@ -563,7 +565,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const refresh = Promise.resolve()
       .then(() => refreshKey(name, refused))
       .catch((err: unknown) => {
-        logger.warn("key refresh after 401 failed", { key: name, code: errorCode(err) });
+        logger.warn("key refresh after 401 failed", { key: name, code: errnoCode(err, "unknown") });
         return undefined;
       });
     return Promise.race([refresh, timeout]).finally(() => clearTimeout(timer));
@@ -585,7 +587,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         try {
           options.onUpstreamError?.(result.reason);
         } catch (err) {
-          logger.error("onUpstreamError failed", { code: errorCode(err) });
+          logger.error("onUpstreamError failed", { code: errnoCode(err, "unknown") });
         }
       }
       return { ...result, key };
@@ -627,7 +629,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       }
     } catch (err) {
       // A bug, not an upstream failure: there is no honest reply, so the connection is cut.
-      logger.error("forwarding failed", { request_id: input.ctx.id, code: errorCode(err) });
+      logger.error("forwarding failed", { request_id: input.ctx.id, code: errnoCode(err, "unknown") });
       res.destroy();
       return finish({ status: res.headersSent ? res.statusCode : 502, bytesIn: 0, bytesOut: 0, forwarded: false, clientAborted: false });
     }

@@ -2,7 +2,7 @@
  * Finding the MythIQ key in what the upstream sends back (SPEC §4 step 9).
  *
  * OpenAI-compatible APIs echo (masked) keys in error bodies and a debugging or misconfigured
- * upstream can echo request headers verbatim (research: security-principles §0 finding 9). Error
+ * upstream can echo request headers verbatim (docs/security.md §6). Error
  * bodies are therefore scanned for the exact key bytes before the client gets them; a body the
  * proxy cannot decode is treated as if it contained the key (fail closed).
  */

@@ -3,7 +3,7 @@
  *
  * Nothing here is done in an http-proxy-3 `proxyReq` listener: http-proxy-3 skips that event when
  * the outgoing request carries `Expect`, which would forward the caller's own credentials without
- * our key (research: security-principles §0 finding 2). The header set is complete before
+ * our key (docs/security.md §2). The header set is complete before
  * `proxy.web()` is called, and the caller's credentials, hop-by-hop headers and framing headers are
  * dropped *before* ours are set, so no client-named `Connection` token can remove a header we add
  * (Traefik CVE-2021-32813 class).

@@ -5,12 +5,7 @@
  * header names and, for some errors, values.
  */
 import type { Reason } from "../errors.ts";
-
-/** The error's `code` (e.g. `ECONNREFUSED`), or "unknown". Safe to log. */
-export function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null | undefined)?.code;
-  return typeof code === "string" && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : "unknown";
-}
+import { errnoCode } from "../errno.ts";
 
 /** Name resolution and routing failures: nothing answered at that address. */
 const UNREACHABLE = new Set([
@@ -48,7 +43,7 @@ function isTlsFailure(code: string): boolean {
  * (TLS failures count as unreachable, SPEC §4 step 9), a reset after it is `upstream_reset`.
  */
 export function classifyUpstreamError(err: unknown, connected: boolean): Reason {
-  const code = errorCode(err);
+  const code = errnoCode(err, "unknown");
   if (TIMEOUT.has(code)) return "upstream_timeout";
   if (UNREACHABLE.has(code) || isTlsFailure(code)) return "upstream_unreachable";
   return connected ? "upstream_reset" : "upstream_unreachable";

@@ -7,7 +7,7 @@
  */
 import type { AuthFailures } from "./identity-check.ts";
 import { UNKNOWN_IP, normalizeIp } from "./ip.ts";
-import { deny, type Deny } from "./verdict.ts";
+import { deny, type Deny } from "../pipeline/types.ts";
 
 export interface AuthFailureLimiterOptions {
   /** Failed attempts allowed in a burst, and refilled per `per`. At least 1. */

@@ -10,12 +10,10 @@
  * too, because its `model` part may come after the file.
  */
 import type { ClientConfig } from "../config/types.ts";
-import type { BodyPlan } from "../runtime.ts";
-import type { RequestContext } from "./context.ts";
+import { CONTINUE, deny, type BodyPlan, type CallerContext, type Verdict } from "../pipeline/types.ts";
 import { classifyMediaType } from "./media-type.ts";
 import { readMultipart, type FormPart } from "./multipart.ts";
 import { readStrictJson, type JsonMember } from "./strict-json.ts";
-import { CONTINUE, deny, type Verdict } from "./verdict.ts";
 
 /** Bodies up to this size are held even when unchecked, so a 401 retry can replay them. */
 export const REPLAYABLE_BODY_LIMIT = 64 * 1024;
@@ -30,8 +28,8 @@ export const MAX_MODEL_LENGTH = 256;
 const CONTENT_METHODS: ReadonlySet<string> = new Set(["POST", "PUT", "PATCH"]);
 
 export interface BodyPolicy {
-  readonly plan: (ctx: RequestContext, hasBody: boolean, declaredLength: number | undefined) => BodyPlan;
-  readonly check: (ctx: RequestContext, body: Buffer) => Verdict;
+  readonly plan: (ctx: CallerContext, hasBody: boolean, declaredLength: number | undefined) => BodyPlan;
+  readonly check: (ctx: CallerContext, body: Buffer) => Verdict;
 }
 
 /** True when the client's bodies are parsed and checked rather than passed through. */
@@ -120,7 +118,7 @@ function readMultipartBody(body: Buffer, boundary: string): Read {
  * For the audit log and the cost metrics only: what a held but unchecked JSON body says, when it
  * reads cleanly. Never refuses; an unreadable body leaves `ctx.model` unset (priced as `default`).
  */
-function noteUncheckedBody(ctx: RequestContext, body: Buffer): void {
+function noteUncheckedBody(ctx: CallerContext, body: Buffer): void {
   if (body.length === 0 || ctx.headers["content-encoding"] !== undefined) return;
   if (classifyMediaType(ctx.headers["content-type"]).kind !== "json") return;
   const read = readJsonBody(body);
@@ -153,7 +151,6 @@ export function createBodyPolicy(): BodyPolicy {
   return {
     plan: (ctx, hasBody, declaredLength) => {
       const client = ctx.client;
-      if (client === undefined) return deny("missing_credentials", "no client identified before the body check");
       if (!checksBodies(client)) {
         if (!hasBody) return { ok: true, hold: false };
         return { ok: true, hold: declaredLength !== undefined && declaredLength <= REPLAYABLE_BODY_LIMIT };
@@ -170,7 +167,6 @@ export function createBodyPolicy(): BodyPolicy {
 
     check: (ctx, body) => {
       const client = ctx.client;
-      if (client === undefined) return deny("missing_credentials", "no client identified before the body check");
       if (!checksBodies(client)) {
         noteUncheckedBody(ctx, body);
         return CONTINUE;

@@ -1,6 +1,6 @@
 /**
  * SPEC §4 step 3: who is calling. Sets `ctx.client`, `ctx.credential` and (for sessions)
- * `ctx.subject`, or refuses with 401 (`missing_credentials` / `invalid_credentials`), 400
+ * `ctx.subject` and returns the context as a `CallerContext`, or refuses with 401 (`missing_credentials` / `invalid_credentials`), 400
  * (`ambiguous_credentials`) or 429 (`auth_failures`).
  *
  * Decision order, first that applies:
@@ -23,12 +23,10 @@
  */
 import type { ClientConfig } from "../config/types.ts";
 import { ERRORS } from "../errors.ts";
-import type { RequestContext } from "./context.ts";
+import { deny, type CallerContext, type Deny, type IdentityResult, type IdentityRule, type RequestContext } from "../pipeline/types.ts";
 import { compileCidrs, type CidrSet } from "./ip.ts";
 import { compileOrigins, type OriginMatcher } from "./origins.ts";
-import type { Rule } from "./rule.ts";
 import { compileTokens, parseAuthorization } from "./tokens.ts";
-import { CONTINUE, deny, type Deny, type Verdict } from "./verdict.ts";
 
 /** A caller authenticated by a session JWT. */
 export interface Session {
@@ -102,7 +100,7 @@ function isPromiseLike<T>(value: T | Promise<T>): value is Promise<T> {
  * `deps.sessions`: the session verifier, when `sessions.jwt` is configured. `deps.authFailures`:
  * the per-IP failure limiter. Runs after the caller IP is known (`ctx.ip`).
  */
-export function createIdentityCheck(clients: readonly ClientConfig[], deps: IdentityDeps = {}): Rule {
+export function createIdentityCheck(clients: readonly ClientConfig[], deps: IdentityDeps = {}): IdentityRule {
   const tokens = compileTokens(clients);
   const anonymous: readonly AnonymousClient[] = clients
     .filter((client) => client.auth.anonymous)
@@ -118,14 +116,14 @@ export function createIdentityCheck(clients: readonly ClientConfig[], deps: Iden
     return verdict;
   }
 
-  function accept(ctx: RequestContext, client: ClientConfig, credential: RequestContext["credential"], subject: string | undefined): Verdict {
+  function accept(ctx: RequestContext, client: ClientConfig, credential: CallerContext["credential"], subject: string | undefined): IdentityResult {
     ctx.client = client;
     ctx.credential = credential;
     ctx.subject = subject;
-    return CONTINUE;
+    return { ok: true, ctx: ctx as CallerContext };
   }
 
-  function decide(ctx: RequestContext, hasBearer: boolean, tokenClient: ClientConfig | undefined, session: SessionResult): Verdict {
+  function decide(ctx: RequestContext, hasBearer: boolean, tokenClient: ClientConfig | undefined, session: SessionResult): IdentityResult {
     if (session !== undefined && "ok" in session) return fail(ctx, session);
     if (session !== undefined && !session.client.auth.jwt) {
       return fail(ctx, deny("invalid_credentials", "session names a client without auth.jwt"));
@@ -149,7 +147,7 @@ export function createIdentityCheck(clients: readonly ClientConfig[], deps: Iden
 
   return {
     name: "identity",
-    check(ctx: RequestContext): Verdict | Promise<Verdict> {
+    identify(ctx: RequestContext): IdentityResult | Promise<IdentityResult> {
       const blocked = authFailures?.blocked(ctx.ip);
       if (blocked !== undefined) return blocked;
 

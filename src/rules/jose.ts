@@ -2,10 +2,6 @@
  * jose, loaded on first use: a proxy without session JWTs never holds it (a few MB resident).
  */
 import type * as Jose from "jose";
+import { lazyImport } from "../lazy-import.ts";
 
-let loading: Promise<typeof Jose> | undefined;
-
-export function loadJose(): Promise<typeof Jose> {
-  loading ??= import("jose");
-  return loading;
-}
+export const loadJose: () => Promise<typeof Jose> = lazyImport("jose", () => import("jose"));

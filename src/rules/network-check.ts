@@ -4,10 +4,8 @@
  * socket is the ingress.
  */
 import type { ClientConfig } from "../config/types.ts";
-import type { RequestContext } from "./context.ts";
+import { CONTINUE, deny, InvariantError, type CallerContext, type Rule, type Verdict } from "../pipeline/types.ts";
 import { compileCidrs, type CidrSet } from "./ip.ts";
-import type { Rule } from "./rule.ts";
-import { CONTINUE, deny, type Verdict } from "./verdict.ts";
 
 /** The CIDR set of every client that sets `networks`, keyed by the client object. */
 export function compileClientNetworks(clients: readonly ClientConfig[]): ReadonlyMap<ClientConfig, CidrSet> {
@@ -21,19 +19,18 @@ export function compileClientNetworks(clients: readonly ClientConfig[]): Readonl
 /**
  * The network check for these clients (compiled once). `networks` omitted: any caller;
  * `networks: []`: no caller; else `ctx.ip` must be inside one CIDR (an `UNKNOWN_IP` caller never
- * is). Refusal: 403 `network_not_allowed`. No client identified, or a client from another config:
- * refused too (fail closed).
+ * is). Refusal: 403 `network_not_allowed`. A client it was not compiled for is a broken invariant
+ * (`InvariantError`).
  */
 export function createNetworkCheck(clients: readonly ClientConfig[]): Rule {
   const networks = compileClientNetworks(clients);
   return {
     name: "network",
-    check(ctx: RequestContext): Verdict {
+    check(ctx: CallerContext): Verdict {
       const client = ctx.client;
-      if (client === undefined) return deny("network_not_allowed", "no client identified before the network check");
       if (client.networks === undefined) return CONTINUE;
       const set = networks.get(client);
-      if (set === undefined) return deny("network_not_allowed", "client is not part of this policy");
+      if (set === undefined) throw new InvariantError(`network check: client ${client.id} is not part of this policy`);
       return set.contains(ctx.ip) ? CONTINUE : deny("network_not_allowed", "caller IP not in the client's networks");
     },
   };

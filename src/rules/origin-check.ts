@@ -6,15 +6,13 @@
  * allowed `Origin` shows that the page asking is one of ours (CSRF).
  */
 import type { ClientConfig } from "../config/types.ts";
-import type { RequestContext } from "./context.ts";
+import { CONTINUE, deny, InvariantError, type CallerContext, type Rule, type Verdict } from "../pipeline/types.ts";
 import { compileClientOrigins } from "./origins.ts";
-import type { Rule } from "./rule.ts";
-import { CONTINUE, deny, type Verdict } from "./verdict.ts";
 
 /**
- * The origin check for these clients (compiled once).
+ * The origin check for these clients (compiled once). A client it was not compiled for is a broken
+ * invariant (`InvariantError`), never a refusal.
  *
- * - No client identified (rule order broken) or a client from another config: 403, fail closed.
  * - Client without `origins`: any Origin, or none, passes — except a cookie session, refused
  *   (403 `origin_not_allowed`): with nothing to compare against, no Origin is "allowed".
  * - Client with `origins`: an `Origin` that is present must match (`null`, malformed: 403); an
@@ -24,15 +22,14 @@ export function createOriginCheck(clients: readonly ClientConfig[]): Rule {
   const matchers = compileClientOrigins(clients);
   return {
     name: "origin",
-    check(ctx: RequestContext): Verdict {
+    check(ctx: CallerContext): Verdict {
       const client = ctx.client;
-      if (client === undefined) return deny("origin_not_allowed", "no client identified before the origin check");
       const cookie = ctx.credential === "cookie";
       if (client.origins === undefined) {
         return cookie ? deny("origin_not_allowed", "cookie session for a client without origins") : CONTINUE;
       }
       const matcher = matchers.get(client);
-      if (matcher === undefined) return deny("origin_not_allowed", "client is not part of this policy");
+      if (matcher === undefined) throw new InvariantError(`origin check: client ${client.id} is not part of this policy`);
       if (ctx.origin === undefined) {
         return cookie ? deny("origin_not_allowed", "cookie session without Origin") : CONTINUE;
       }

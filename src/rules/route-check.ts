@@ -4,10 +4,8 @@
  * (`GET /v1/models/{id}`, without its query list) — the bounded `route` metric label.
  */
 import type { ClientConfig } from "../config/types.ts";
-import type { RequestContext } from "./context.ts";
-import type { Rule } from "./rule.ts";
+import { CONTINUE, deny, InvariantError, type CallerContext, type Rule, type Verdict } from "../pipeline/types.ts";
 import { compileRoutes, type RouteTable } from "./routes.ts";
-import { CONTINUE, deny, type Verdict } from "./verdict.ts";
 
 /** Every client's compiled routes, keyed by the client object. */
 export function compileClientRoutes(clients: readonly ClientConfig[]): ReadonlyMap<ClientConfig, RouteTable> {
@@ -21,17 +19,16 @@ export function compileClientRoutes(clients: readonly ClientConfig[]): ReadonlyM
  * - A query name (from `ctx.queryNames`, duplicates included, compared case-sensitively) that the
  *   matched route does not list: 400 `query_not_allowed`. `ctx.route` is set before that check,
  *   so the refusal is counted under the route.
- * - No client identified, or a client from another config: 403 `route_not_allowed` (fail closed).
+ * - A client it was not compiled for: a broken invariant (`InvariantError`).
  */
 export function createRouteCheck(clients: readonly ClientConfig[]): Rule {
   const tables = compileClientRoutes(clients);
   return {
     name: "route",
-    check(ctx: RequestContext): Verdict {
+    check(ctx: CallerContext): Verdict {
       const client = ctx.client;
-      if (client === undefined) return deny("route_not_allowed", "no client identified before the route check");
       const table = tables.get(client);
-      if (table === undefined) return deny("route_not_allowed", "client is not part of this policy");
+      if (table === undefined) throw new InvariantError(`route check: client ${client.id} is not part of this policy`);
       const route = table.match(ctx.method, ctx.path);
       if (route === undefined) return deny("route_not_allowed", "no route of the client matches");
       ctx.route = route.label;

@@ -23,11 +23,10 @@ import { loadJose } from "./jose.ts";
 import { readSecret } from "../config/secret-ref.ts";
 import type { ClientConfig, JwtSessionConfig, ProxyConfig } from "../config/types.ts";
 import { errorFields, silentLogger, type Logger } from "../observe/log.ts";
-import type { RequestContext } from "./context.ts";
+import { type RequestContext, deny, type Deny } from "../pipeline/types.ts";
 import { readCookie } from "./cookies.ts";
 import type { Session, SessionResult, SessionVerifier } from "./identity-check.ts";
 import { createJwks, JwksUnavailable, type JwksOptions } from "./jwks.ts";
-import { deny, type Deny } from "./verdict.ts";
 
 /** Longest JWT looked at, in characters; identity providers' tokens are a few KiB at most. */
 export const MAX_JWT_LENGTH = 8 * 1024;

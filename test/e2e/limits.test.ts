@@ -58,7 +58,7 @@ t.before(async () => {
 });
 t.teardown(async () => {
   await proxy.close();
-  await proxy.proxy.runtime().limits.close();
+  await proxy.proxy.compiled().limits.close();
   await upstream.close();
 });
 

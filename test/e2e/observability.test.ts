@@ -288,11 +288,11 @@ void t.test("every SPEC metric (and the config gauges) is on the admin port", as
 
 void t.test("every label value comes from the config or a fixed set", async (t) => {
   const { scrape: s, text } = await scrape();
-  const config = proxy.proxy.runtime().config;
+  const config = proxy.proxy.compiled().config;
   const allowed = allowedFromConfig(config, {
     fingerprints: [fingerprint(TEST_KEY), fingerprint(VAULT_KEY_2)],
     versions: ["", "2"],
-    hashes: [proxy.proxy.runtime().hash],
+    hashes: [proxy.proxy.compiled().hash],
     build: [VERSION, process.version],
   });
   t.same(unboundedLabels(s, allowed), [], "no label value outside the config");
@@ -367,7 +367,7 @@ void t.test("key, config and build series", async (t) => {
   t.ok(Math.abs((valueOf(s, "mythiq_proxy_budget_spent_usd", { client: "web" }) ?? -1) - webCost) < 1e-9, "today's spend is the cost counted today");
   t.equal(valueOf(s, "mythiq_proxy_config_reloads_total", { result: "applied" }), 1);
   t.equal(valueOf(s, "mythiq_proxy_config_reloads_total", { result: "rejected" }), 1);
-  t.same(find(s, "mythiq_proxy_config_info").map((x) => x.labels["hash"]), [proxy.proxy.runtime().hash], "only the config in force");
+  t.same(find(s, "mythiq_proxy_config_info").map((x) => x.labels["hash"]), [proxy.proxy.compiled().hash], "only the config in force");
   t.equal(valueOf(s, "mythiq_proxy_build_info", { version: VERSION, node: process.version }), 1);
 });
 

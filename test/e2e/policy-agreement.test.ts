@@ -15,11 +15,11 @@ import t from "tap";
 import { parse, stringify } from "yaml";
 import { loadConfigFile } from "../../src/config/load.ts";
 import { loadCasesFile, type PolicyCase } from "../../src/policy/cases.ts";
-import { buildCaseRequest } from "../../src/policy/request.ts";
 import { compare, createPolicyRunner, type Outcome } from "../../src/policy/run.ts";
 import { createSessionIssuer } from "../../src/policy/sessions.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, waitReady } from "../helpers/proxy-harness.ts";
+import { rawRequest } from "../helpers/policy-wire.ts";
 import { sendRaw } from "../helpers/raw-http.ts";
 
 const EXAMPLES = ["public-spa", "server-rendered", "sessions", "multi-app"];
@@ -71,13 +71,6 @@ function adaptCase(testCase: PolicyCase, session: string | undefined): PolicyCas
   return { ...testCase, request };
 }
 
-function rawRequest(testCase: PolicyCase, cookieName: string | undefined): Buffer {
-  const { head, body } = buildCaseRequest(testCase.request, testCase.request.jwt, cookieName);
-  let text = `${head.method ?? "GET"} ${head.url ?? "/"} HTTP/1.1\r\n`;
-  for (let i = 0; i < head.rawHeaders.length; i += 2) text += `${head.rawHeaders[i]}: ${head.rawHeaders[i + 1]}\r\n`;
-  text += "Connection: close\r\n\r\n";
-  return Buffer.concat([Buffer.from(text, "latin1"), body]);
-}
 
 /** The audit line of a request; it is written when the request's accounting ends, just after the response. */
 async function auditLine(logs: ReadonlyArray<Record<string, unknown>>, id: string | undefined): Promise<Record<string, unknown> | undefined> {

@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { errorCode, watchFile, type FileWatchOptions, type WatchDirectory, type WatchTrouble } from "../../src/fs/watch-file.ts";
+import { watchFile, type FileWatchOptions, type WatchDirectory, type WatchTrouble } from "../../src/fs/watch-file.ts";
 
 type Tap = { teardown(fn: () => void): void };
 
@@ -220,13 +220,4 @@ void t.test("close() stops the watch, the poll and a pending check", async (t) =
   t.equal(fake.state.closed, 1);
   await quiet();
   t.equal(w.changes(), 0, "nothing is reported after close");
-});
-
-void t.test("errorCode gives the errno code, else the message", (t) => {
-  t.equal(errorCode(Object.assign(new Error("x"), { code: "EACCES" })), "EACCES");
-  t.equal(errorCode(new Error("plain")), "plain");
-  t.equal(errorCode(new Error("")), "unknown error");
-  t.equal(errorCode("text"), "unknown error");
-  t.equal(errorCode(null), "unknown error");
-  t.end();
 });

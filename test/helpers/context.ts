@@ -1,6 +1,6 @@
 // Builders for rule tests: a RequestContext literal and a ClientConfig with safe defaults.
 import type { ClientConfig } from "../../src/config/types.ts";
-import type { RequestContext } from "../../src/rules/context.ts";
+import type { CallerContext, RequestContext } from "../../src/pipeline/types.ts";
 
 export type ContextInit = Partial<Omit<RequestContext, "cleanups">>;
 
@@ -32,6 +32,11 @@ export function makeContext(init: ContextInit = {}): RequestContext {
     costUsd: init.costUsd ?? 0,
     cleanups: [],
   };
+}
+
+/** A context after identity (SPEC §4 step 3): `client` given, `credential` default `token`. */
+export function makeCaller(init: ContextInit & { client: ClientConfig }): CallerContext {
+  return { ...makeContext(init), client: init.client, credential: init.credential ?? "token" };
 }
 
 export type ClientInit = Partial<Omit<ClientConfig, "auth">> & { auth?: Partial<ClientConfig["auth"]> };

@@ -19,7 +19,7 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashToken } from "../../src/cli/hash-token.ts";
-import { startProxy, type RunningProxy, type StartOptions } from "../../src/cli/run.ts";
+import { startProxy, type RunningProxy, type StartOptions } from "../../src/lifecycle/start.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import { parseScrape, valueOf } from "./prom-text.ts";
 

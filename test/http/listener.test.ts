@@ -8,7 +8,7 @@ import { checkFraming } from "../../src/http/framing.ts";
 import { createListener, MAX_HEADER_SIZE, type RequestHandler } from "../../src/http/listener.ts";
 import { sendDeny } from "../../src/http/reply.ts";
 import { parseTarget } from "../../src/http/target.ts";
-import { deny } from "../../src/rules/verdict.ts";
+import { deny } from "../../src/pipeline/types.ts";
 import { connectRaw, finalResponses, parseResponses, sendRaw, type RawResponse } from "../helpers/raw-http.ts";
 
 const MAX_HEADERS = 20;
@@ -97,6 +97,11 @@ async function start(t: Test, config: ServerConfig = CONFIG, slowMs = 0): Promis
   const handlerErrors: unknown[] = [];
   const events = new EventEmitter();
   const server = createListener(config, probeHandler(calls, slowMs), {
+    // Refusals the listener answers itself and refusals it only reports land in one list.
+    onRefusal: (refusal) => {
+      clientErrors.push([refusal.reason, refusal.detail]);
+      refusal.reply(deny(refusal.reason, refusal.detail));
+    },
     onClientError: (reason, detail) => clientErrors.push([reason, detail]),
     onHandlerError: (err) => {
       handlerErrors.push(err);
@@ -221,7 +226,7 @@ const rows: readonly Row[] = [
     [],
   ),
 
-  // path encodings and bypasses (security-principles.md §0.1, §2.1, Appendix A.1)
+  // path encodings and bypasses (docs/security.md §1)
   refused("dot-dot segments", get("/v1/images/generations/../../admin/keys"), "invalid_path", true),
   refused("single dot segment", get("/v1/./models"), "invalid_path", true),
   refused("%2e%2e", get("/v1/models/%2e%2e/%2e%2e/admin"), "invalid_path", true),

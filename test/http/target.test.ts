@@ -3,8 +3,8 @@ import { parseTarget } from "../../src/http/target.ts";
 
 type Row = readonly [target: string, expected: { path: string; query?: string; names?: string[] } | "invalid_path" | "query_not_allowed"];
 
-// Every bypass of security-principles.md §0 finding 1, §2.1 and Appendix A.1, plus the edges of
-// what is accepted. The accepted rows pin the exact bytes that will be forwarded.
+// Every path bypass of docs/security.md §1 (dot segments, escapes, backslashes, fragments,
+// absolute form), plus the edges of what is accepted. The accepted rows pin the exact bytes that will be forwarded.
 const rows: readonly Row[] = [
   ["/v1/models", { path: "/v1/models" }],
   ["/", { path: "/" }],
@@ -107,7 +107,7 @@ t.test("a secret in the target never reaches the refusal detail", async (t) => {
   }
 });
 
-// The property the research asks for: whatever we accept is exactly what WHATWG (http-proxy-3's
+// The property docs/security.md §1 asks for: whatever we accept is exactly what WHATWG (http-proxy-3's
 // getPath) would forward, so the path we matched is the path the upstream receives.
 t.test("accepted targets are fixed points of WHATWG URL parsing", async (t) => {
   const alphabet = "abcAZ09-._~!$&'()*+,=:@/?#%;\\\"<>[]^`{|} .";

@@ -8,10 +8,10 @@ import t from "tap";
 import { parseConfig } from "../../src/config/load.ts";
 import type { ProxyConfig } from "../../src/config/types.ts";
 import { buildLimits, type Limits } from "../../src/limits/limits.ts";
-import { STORE_ERRORS_METRIC, STORE_UP_METRIC } from "../../src/limits/metrics.ts";
+import { STORE_ERRORS_METRIC, STORE_UP_METRIC } from "../../src/observe/limits-metrics.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import { createMetrics, type Metrics } from "../../src/observe/metrics.ts";
-import { makeContext } from "../helpers/context.ts";
+import { makeCaller } from "../helpers/context.ts";
 import { parseScrape, valueOf } from "../helpers/prom-text.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
 
@@ -58,29 +58,28 @@ function build(cfg: ProxyConfig, d: Parameters<typeof buildLimits>[1]): Limits {
 }
 
 const post = (client: ProxyConfig["clients"][number]) =>
-  makeContext({ client, method: "POST", path: "/v1/images/generations", headers: { "content-length": "2" } });
+  makeCaller({ client, method: "POST", path: "/v1/images/generations", headers: { "content-length": "2" } });
 
-t.test("rules: rate limit then concurrency at step 6, the budget after the body", async (t) => {
+t.test("rules: rate limit, concurrency and the budget, each only when some client sets it", async (t) => {
   const cfg = config("");
   const limits = build(cfg, deps(createMetrics({ version: "t", processMetrics: false }), []));
-  t.same(limits.admission.map((r) => r.name), ["rate-limit", "concurrency"]);
-  t.same(limits.charge.map((r) => r.name), ["budget"]);
+  t.same([limits.rate?.name, limits.concurrency?.name, limits.budget?.name], ["rate-limit", "concurrency", "budget"]);
   const bare = build(config("", "max_body: 1KiB"), deps(createMetrics({ version: "t", processMetrics: false }), []));
-  t.same(bare.admission, [], "no limits configured: no rules");
-  t.same(bare.charge.map((r) => r.name), ["budget"], "still priced for estimated_cost_usd_total");
+  t.same([bare.rate, bare.concurrency], [undefined, undefined], "no limits configured: no rules");
+  t.equal(bare.budget?.name, "budget", "still priced for estimated_cost_usd_total");
 });
 
 t.test("memory: a reload with the same store settings keeps what was counted", async (t) => {
   const metrics = createMetrics({ version: "t", processMetrics: false });
   const first = build(config(""), deps(metrics, []));
   const client = config("").clients[0]!;
-  for (let i = 0; i < 2; i++) t.same(await first.charge[0]!.check(post(client)), { ok: true });
-  t.match(await first.charge[0]!.check(post(client)), { reason: "budget_exhausted" });
+  for (let i = 0; i < 2; i++) t.same(await first.budget!.check(post(client)), { ok: true });
+  t.match(await first.budget!.check(post(client)), { reason: "budget_exhausted" });
 
   const reloaded = build(config("limits: { on_store_error: deny }"), deps(metrics, [], { previous: first }));
   t.equal(reloaded.stores, first.stores, "stores adopted");
-  t.match(await reloaded.charge[0]!.check(post(client)), { reason: "budget_exhausted" }, "the day's spend survived the reload");
-  t.match(await reloaded.admission[0]!.check(post(client)), { ok: true });
+  t.match(await reloaded.budget!.check(post(client)), { reason: "budget_exhausted" }, "the day's spend survived the reload");
+  t.match(await reloaded.rate!.check(post(client)), { ok: true });
   const scrape = parseScrape(await metrics.metricsText());
   t.equal(valueOf(scrape, STORE_UP_METRIC), 1, "memory store: up");
   t.equal(valueOf(scrape, STORE_ERRORS_METRIC), 0);
@@ -99,7 +98,7 @@ t.test("redis: reloads adopt the connection; other redis settings replace it and
   t.equal(valueOf(parseScrape(await metrics.metricsText()), STORE_UP_METRIC), 1);
 
   const client = config(redisLimits).clients[0]!;
-  t.same(await first.admission[0]!.check(post(client)), { ok: true });
+  t.same(await first.rate!.check(post(client)), { ok: true });
   t.match(await redis.command("KEYS", "lt1:*"), /lt1:rate:web/, "counted in Redis under the prefix");
 
   const same = build(config(`${redisLimits}\n# another config, the same store settings`), deps(metrics, lines, { previous: first }));
@@ -124,7 +123,7 @@ t.test("redis down: the metric and the log say so, with what on_store_error does
     const deadline = Date.now() + 5_000;
     while (limits.stores.shared.health() !== "down" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const client = config("").clients[0]!;
-    t.same(await limits.admission[0]!.check(post(client)), { ok: true }, "answered locally");
+    t.same(await limits.rate!.check(post(client)), { ok: true }, "answered locally");
     t.equal(valueOf(parseScrape(await metrics.metricsText()), STORE_UP_METRIC), 0);
     const warn = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l["level"] === "warn");
     t.match(warn, { msg: /limits store unavailable: enforcing per-replica limits/, store: "redis", on_store_error: "local", error: String });
@@ -158,6 +157,6 @@ t.test("memoryOnly: a redis config counts in memory and opens no connection (tes
   );
   t.equal(limits.stores.shared.kind, "memory");
   const client = config("").clients[0]!;
-  t.same(await limits.admission[0]!.check(post(client)), { ok: true });
+  t.same(await limits.rate!.check(post(client)), { ok: true });
   t.equal((await redis.command("CLIENT", "LIST")).split("\n").length, before.split("\n").length, "no new Redis client");
 });

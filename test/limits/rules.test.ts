@@ -12,9 +12,8 @@ import { estimateMicros, toMicros } from "../../src/limits/pricing.ts";
 import { createRateLimitRule, rateKey } from "../../src/limits/rate-limit.ts";
 import type { LimitStore } from "../../src/limits/store.ts";
 import { msUntilUtcMidnight, utcDay } from "../../src/limits/utc-day.ts";
-import type { RequestContext, RequestOutcome } from "../../src/rules/context.ts";
-import type { Rule } from "../../src/rules/rule.ts";
-import { makeClient, makeContext, type ContextInit } from "../helpers/context.ts";
+import type { RequestContext, RequestOutcome, Rule } from "../../src/pipeline/types.ts";
+import { makeCaller, makeClient, type ContextInit } from "../helpers/context.ts";
 
 function memoryGuard(now?: () => number): GuardedStore {
   const memory = createMemoryStore(now === undefined ? {} : { now });
@@ -49,7 +48,7 @@ t.test("rate: burst at once, then 429 rate_limited with Retry-After = seconds to
   let now = 0;
   const client = makeClient({ id: "web", rate_limit: { requests: 60, per: 60_000, burst: 2, by: "client" } });
   const rule = createRateLimitRule([client], memoryGuard(() => now))!;
-  const check = () => rule.check(makeContext({ client }));
+  const check = () => rule.check(makeCaller({ client }));
   t.same(await check(), { ok: true });
   t.same(await check(), { ok: true });
   t.match(await check(), { ok: false, reason: "rate_limited", retryAfterSeconds: 1 });
@@ -58,11 +57,11 @@ t.test("rate: burst at once, then 429 rate_limited with Retry-After = seconds to
 
   const slow = makeClient({ id: "slow", rate_limit: { requests: 2, per: 3_600_000, burst: 2, by: "client" } });
   const slowRule = createRateLimitRule([slow], memoryGuard(() => now))!;
-  await slowRule.check(makeContext({ client: slow }));
-  await slowRule.check(makeContext({ client: slow }));
-  t.match(await slowRule.check(makeContext({ client: slow })), { ok: false, reason: "rate_limited", retryAfterSeconds: 1_800 });
+  await slowRule.check(makeCaller({ client: slow }));
+  await slowRule.check(makeCaller({ client: slow }));
+  t.match(await slowRule.check(makeCaller({ client: slow })), { ok: false, reason: "rate_limited", retryAfterSeconds: 1_800 });
   now += 1_799_500;
-  t.match(await slowRule.check(makeContext({ client: slow })), { ok: false, retryAfterSeconds: 1 }, "500 ms left is 1 s, never 0");
+  t.match(await slowRule.check(makeCaller({ client: slow })), { ok: false, retryAfterSeconds: 1 }, "500 ms left is 1 s, never 0");
 });
 
 t.test("rate: by ip and by subject keep callers apart; clients without rate_limit pass", async (t) => {
@@ -70,32 +69,32 @@ t.test("rate: by ip and by subject keep callers apart; clients without rate_limi
   const perSub = makeClient({ id: "sub", auth: { jwt: true }, rate_limit: { requests: 1, per: 60_000, burst: 1, by: "subject" } });
   const free = makeClient({ id: "free" });
   const rule = createRateLimitRule([perIp, perSub, free], memoryGuard())!;
-  t.same(await rule.check(makeContext({ client: perIp, ip: "203.0.113.1" })), { ok: true });
-  t.same(await rule.check(makeContext({ client: perIp, ip: "203.0.113.2" })), { ok: true });
-  t.match(await rule.check(makeContext({ client: perIp, ip: "203.0.113.1" })), { ok: false, reason: "rate_limited" });
-  t.same(await rule.check(makeContext({ client: perSub, subject: "alice" })), { ok: true });
-  t.same(await rule.check(makeContext({ client: perSub, subject: "bob" })), { ok: true });
-  t.match(await rule.check(makeContext({ client: perSub, subject: "alice" })), { ok: false });
-  t.same(await rule.check(makeContext({ client: perSub })), { ok: true }, "no subject: the shared bucket");
-  t.match(await rule.check(makeContext({ client: perSub })), { ok: false, reason: "rate_limited" }, "…which is limited too (fail closed)");
-  for (let i = 0; i < 5; i++) t.same(await rule.check(makeContext({ client: free })), { ok: true });
+  t.same(await rule.check(makeCaller({ client: perIp, ip: "203.0.113.1" })), { ok: true });
+  t.same(await rule.check(makeCaller({ client: perIp, ip: "203.0.113.2" })), { ok: true });
+  t.match(await rule.check(makeCaller({ client: perIp, ip: "203.0.113.1" })), { ok: false, reason: "rate_limited" });
+  t.same(await rule.check(makeCaller({ client: perSub, subject: "alice" })), { ok: true });
+  t.same(await rule.check(makeCaller({ client: perSub, subject: "bob" })), { ok: true });
+  t.match(await rule.check(makeCaller({ client: perSub, subject: "alice" })), { ok: false });
+  t.same(await rule.check(makeCaller({ client: perSub })), { ok: true }, "no subject: the shared bucket");
+  t.match(await rule.check(makeCaller({ client: perSub })), { ok: false, reason: "rate_limited" }, "…which is limited too (fail closed)");
+  for (let i = 0; i < 5; i++) t.same(await rule.check(makeCaller({ client: free })), { ok: true });
   t.equal(createRateLimitRule([free], memoryGuard()), undefined, "no rule when no client has a rate limit");
 });
 
 t.test("concurrency: 429 concurrency_limited with Retry-After while full; the cleanup gives the slot back exactly once", async (t) => {
   const client = makeClient({ id: "web", concurrency: 2 });
   const rule = createConcurrencyRule([client], memoryGuard())!;
-  const a = makeContext({ client });
-  const b = makeContext({ client });
+  const a = makeCaller({ client });
+  const b = makeCaller({ client });
   t.same(await rule.check(a), { ok: true });
   t.same(await rule.check(b), { ok: true });
   t.equal(a.cleanups.length, 1, "a cleanup registered");
-  t.match(await rule.check(makeContext({ client })), { ok: false, reason: "concurrency_limited", retryAfterSeconds: CONCURRENCY_RETRY_SECONDS });
+  t.match(await rule.check(makeCaller({ client })), { ok: false, reason: "concurrency_limited", retryAfterSeconds: CONCURRENCY_RETRY_SECONDS });
   end(a, { status: 499, forwarded: false });
   end(a, { status: 499, forwarded: false });
-  const c = makeContext({ client });
+  const c = makeCaller({ client });
   t.same(await rule.check(c), { ok: true }, "one slot back");
-  t.match(await rule.check(makeContext({ client })), { ok: false }, "only one, although the cleanup ran twice");
+  t.match(await rule.check(makeCaller({ client })), { ok: false }, "only one, although the cleanup ran twice");
   end(b, OK);
   end(c, OK);
   t.equal(createConcurrencyRule([makeClient()], memoryGuard()), undefined);
@@ -138,7 +137,7 @@ function chargeSetup(options: { now?: number; daily?: number } = {}) {
     { store: memoryGuard(), metrics: { cost: (c, m, usd) => costs.push([c, m, usd]) }, now: () => at },
   )!;
   const post = (init: ContextInit = {}) =>
-    makeContext({ method: "POST", path: "/v1/images/generations", client, headers: { "content-length": "40" }, ...init });
+    makeCaller({ method: "POST", path: "/v1/images/generations", client, headers: { "content-length": "40" }, ...init });
   return { rule, client, unbudgeted, costs, post };
 }
 
@@ -172,7 +171,7 @@ t.test("budget: counts only kept spend in estimated_cost_usd_total, with the mod
 
 t.test("budget: requests without a body cost nothing; clients without a budget are priced but never refused", async (t) => {
   const { rule, post, unbudgeted, costs } = chargeSetup({ daily: 0.01 });
-  const get = makeContext({ client: post().client, headers: {} });
+  const get = makeCaller({ client: post().client, headers: {} });
   t.same(await rule.check(get), { ok: true });
   t.equal(get.cleanups.length, 0);
   t.equal(get.costUsd, 0);
@@ -191,7 +190,7 @@ t.test("budget: the day is the UTC day; a new day starts from zero", async (t) =
   const pricing = Object.assign(Object.create(null) as Record<string, number>, { default: 0.01 });
   let at = Date.UTC(2025, 5, 1, 23, 0, 0);
   const rule = createChargeRule({ clients: [client], pricing }, { store, metrics: { cost() {} }, now: () => at })!;
-  const post = () => makeContext({ method: "POST", client, headers: { "content-length": "2" } });
+  const post = () => makeCaller({ method: "POST", client, headers: { "content-length": "2" } });
   t.same(await rule.check(post()), { ok: true });
   t.match(await rule.check(post()), { ok: false, retryAfterSeconds: 3_600 });
   at = Date.UTC(2025, 5, 2, 0, 0, 0);
@@ -211,7 +210,7 @@ t.test("store down with on_store_error deny: 503 overloaded with Retry-After fro
     createChargeRule({ clients: [client], pricing }, { store, metrics: { cost() {} } })!,
   ];
   for (const rule of rules) {
-    const ctx = makeContext({ client, method: "POST", headers: { "content-length": "2" } });
+    const ctx = makeCaller({ client, method: "POST", headers: { "content-length": "2" } });
     t.match(await rule.check(ctx), { ok: false, reason: "overloaded", retryAfterSeconds: STORE_DOWN_RETRY_SECONDS }, rule.name);
     t.equal(ctx.cleanups.length, 0, `${rule.name}: nothing to give back`);
   }

@@ -2,7 +2,7 @@ import t from "tap";
 import type { ClientConfig } from "../../src/config/types.ts";
 import { AUDIT_VALUE_MAX, TRUNCATED, auditRecord, bounded, pathForLog, writeAudit, type AuditInput } from "../../src/observe/audit.ts";
 import { createLogger } from "../../src/observe/log.ts";
-import type { RequestContext } from "../../src/rules/context.ts";
+import type { RequestContext } from "../../src/pipeline/types.ts";
 
 const TOKEN = "tok-web-0123456789abcdefghij";
 const JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ";

@@ -55,8 +55,9 @@ const SPEC_METRICS: Record<string, [string, string[]]> = {
   build_info: ["gauge", ["version", "node"]],
 };
 
-// Beyond SPEC (docs/observability.md): config numbers that alert rules compare with.
+// Beyond SPEC (docs/observability.md): config numbers that alert rules compare with, and bugs met.
 const EXTRA_METRICS: Record<string, [string, string[]]> = {
+  internal_errors_total: ["counter", []],
   key_refresh_interval_seconds: ["gauge", ["key"]],
   key_max_stale_seconds: ["gauge", ["key"]],
   budget_daily_usd: ["gauge", ["client"]],

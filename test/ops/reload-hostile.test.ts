@@ -40,7 +40,7 @@ t.test("hostile files are refused one by one while the proxy keeps serving", asy
   const proxy = await startOpsProxy({ yaml, env: { MYTHIQ_API_KEY: TEST_KEY }, validateTimeoutMs: 1_000 });
   t.teardown(() => proxy.close());
   await proxy.waitForLog((l) => l["msg"] === "key loaded");
-  const runningHash = proxy.proxy.runtime().hash;
+  const runningHash = proxy.proxy.compiled().hash;
 
   // 1. Too slow to validate: killed at the timeout, with requests served all along.
   const load = startLoad(proxy.port, { concurrency: 4, headers: AUTH });
@@ -87,7 +87,7 @@ t.test("hostile files are refused one by one while the proxy keeps serving", asy
   rmSync(proxy.configFile);
 
   t.equal(await proxy.metric("mythiq_proxy_config_reloads_total", { result: "rejected" }), rejected, "every refusal counted");
-  t.equal(proxy.proxy.runtime().hash, runningHash, "the config in force never changed");
+  t.equal(proxy.proxy.compiled().hash, runningHash, "the config in force never changed");
 
   // 4. The process is healthy: a good file still applies.
   writeFileSync(proxy.configFile, yaml.replace("idle_timeout: 5s", "idle_timeout: 7s"));

@@ -1,6 +1,7 @@
 // Hot reload (SPEC §8): applied atomically under load, requests in flight finish under the config
 // they started with (and its upstream pool is closed only after them), keys not re-fetched, bad
-// files refused with the old config serving, restart-only sections refused, each change counted
+// files refused with the old config serving, `server` settings applied (listen/admin changes logged
+// as waiting for a restart), each change counted
 // once whether SIGHUP or the file watch saw it, and Kubernetes ConfigMap updates (an atomic swap
 // of the `..data` symlink) picked up by the directory watch and by the poll alone.
 import t, { type Test } from "tap";
@@ -8,6 +9,7 @@ import { writeFileSync } from "node:fs";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { configMapDir, request, startLoad, startOpsProxy, upstreamRequests, type OpsProxy } from "../helpers/ops.ts";
 import { configYaml, TEST_KEY, TOKEN } from "../helpers/proxy-harness.ts";
+import { connectRaw } from "../helpers/raw-http.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const ROUTE_LINE = "      - GET /v1/generations?limit&after\n";
@@ -38,7 +40,7 @@ async function setUp(
 
 t.test("a valid reload under steady load fails no request, applies at once, and keeps the held key", async (t) => {
   const { upstream, proxy } = await setUp(t);
-  const oldHash = proxy.proxy.runtime().hash;
+  const oldHash = proxy.proxy.compiled().hash;
   t.equal((await request(proxy.port, { path: "/v1/usage", headers: AUTH })).status, 403, "the new route is refused before the reload");
 
   const load = startLoad(proxy.port, { concurrency: 8, headers: AUTH });
@@ -54,7 +56,7 @@ t.test("a valid reload under steady load fails no request, applies at once, and 
   t.same(failed, [], "no request failed across the reload");
   t.equal((await request(proxy.port, { path: "/v1/usage", headers: AUTH })).status, 200, "the new route is forwarded after it");
 
-  const newHash = proxy.proxy.runtime().hash;
+  const newHash = proxy.proxy.compiled().hash;
   t.not(newHash, oldHash);
   t.equal(await proxy.metric("mythiq_proxy_config_reloads_total", { result: "applied" }), 1);
   t.equal(await proxy.metric("mythiq_proxy_config_info", { hash: newHash }), 1);
@@ -96,10 +98,10 @@ t.test("a request in flight finishes under the old runtime; its upstream pool cl
 
 t.test("an invalid file is refused, the old config keeps serving, and the same file counts once", async (t) => {
   const { upstream, proxy } = await setUp(t);
-  const good = proxy.proxy.runtime().hash;
+  const good = proxy.proxy.compiled().hash;
   writeFileSync(proxy.configFile, "clients: 3\nbogus: true\n");
   t.equal(await proxy.proxy.reload("file change"), "rejected");
-  t.equal(proxy.proxy.runtime().hash, good, "the running config is unchanged");
+  t.equal(proxy.proxy.compiled().hash, good, "the running config is unchanged");
   t.equal((await request(proxy.port, { path: "/v1/models", headers: AUTH })).status, 200, "still serving");
   t.equal(await proxy.metric("mythiq_proxy_config_reloads_total", { result: "rejected" }), 1);
   const line = await proxy.waitForLog((l) => l["msg"] === "config reload rejected, keeping the running config");
@@ -121,15 +123,37 @@ t.test("an invalid file is refused, the old config keeps serving, and the same f
   t.equal(await proxy.metric("mythiq_proxy_config_reloads_total", { result: "applied" }), 0);
 });
 
-t.test("listen, admin and server changes need a restart: the whole file is refused, naming each field", async (t) => {
+t.test("server settings apply on reload; a listen or admin change is applied otherwise and logged as waiting for a restart", async (t) => {
   const { upstream, proxy } = await setUp(t);
-  const changed = withUsageRoute(upstream.url, "server: { drain_timeout: 5s }\n").replace("port: 8080", "port: 8081");
-  writeFileSync(proxy.configFile, changed);
-  t.equal(await proxy.proxy.reload("SIGHUP"), "rejected");
-  const line = await proxy.waitForLog((l) => l["msg"] === "config reload rejected, keeping the running config");
-  t.match(line["problems"], [/listen\.port changed \(8080 → 8081\): only a restart applies it/, /server\.drain_timeout changed \(25000 → 5000\)/]);
-  t.equal((await request(proxy.port, { path: "/v1/usage", headers: AUTH })).status, 403, "nothing of the file was applied");
-  t.equal(await proxy.metric("mythiq_proxy_config_reloads_total", { result: "rejected" }), 1);
+  // Before: a header block may take 10 s (the default). Half a header block then nothing: still open.
+  const slow = await connectRaw(proxy.port);
+  slow.write("GET /v1/models HTTP/1.1\r\nHost: x\r\n");
+  await new Promise((r) => setTimeout(r, 1_500));
+  t.notOk(slow.serverClosed(), "the old headers_timeout (10s) is in force");
+  slow.destroy();
+
+  const server = "server: { headers_timeout: 1s, request_timeout: 1s, max_header_count: 10 }\n";
+  writeFileSync(proxy.configFile, withUsageRoute(upstream.url, server).replace("port: 8080", "port: 8081"));
+  t.equal(await proxy.proxy.reload("SIGHUP"), "applied", "a valid file is applied, server settings included");
+  const restart = await proxy.waitForLog((l) => l["msg"] === "config reloaded, but these changes take effect only after a restart");
+  t.same(restart["changes"], ["listen.port changed (8080 → 8081)"]);
+  t.equal((await request(proxy.port, { path: "/v1/usage", headers: AUTH })).status, 200, "the rest of the file is in force");
+  t.equal(await proxy.metric("mythiq_proxy_config_reloads_total", { result: "applied" }), 1);
+
+  // After: the new headers_timeout cuts a stalled header block with SPEC's 408.
+  const stalled = await connectRaw(proxy.port);
+  stalled.write("GET /v1/models HTTP/1.1\r\nHost: x\r\n");
+  const answer = await stalled.closed;
+  t.match(answer, /^HTTP\/1\.1 408 /, "request_timeout after the new 1 s");
+  t.match(answer, /"reason":"request_timeout"/);
+  // And the new max_header_count refuses a head the old one (100) let through.
+  const headers = Array.from({ length: 15 }, (_, i) => ({ [`x-filler-${i}`]: "y" })).reduce((a, b) => ({ ...a, ...b }), {});
+  t.equal((await request(proxy.port, { path: "/v1/models", headers: { ...AUTH, ...headers } })).status, 431);
+
+  // Reloading again with the same listen change does not repeat the warning.
+  writeFileSync(proxy.configFile, withUsageRoute(upstream.url, server.replace("10 }", "11 }")).replace("port: 8080", "port: 8081"));
+  t.equal(await proxy.proxy.reload("SIGHUP"), "applied");
+  t.equal(proxy.logs.filter((l) => l["msg"] === "config reloaded, but these changes take effect only after a restart").length, 1, "said once");
 });
 
 t.test("SIGHUP and the file watch seeing one change apply it and count it once", async (t) => {

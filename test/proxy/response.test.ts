@@ -1,7 +1,8 @@
 // Response head filtering and upstream error mapping.
 import t from "tap";
 import { isRedirect, relayedHeaders } from "../../src/proxy/response.ts";
-import { classifyUpstreamError, errorCode } from "../../src/proxy/upstream-errors.ts";
+import { errnoCode } from "../../src/errno.ts";
+import { classifyUpstreamError } from "../../src/proxy/upstream-errors.ts";
 
 t.test("relayedHeaders", async (t) => {
   const out = relayedHeaders(
@@ -50,7 +51,7 @@ t.test("classifyUpstreamError", async (t) => {
     ["ETIMEDOUT", false, "upstream_timeout"],
   ];
   for (const [code, connected, reason] of cases) t.equal(classifyUpstreamError(e(code), connected), reason, `${code} connected=${connected}`);
-  t.equal(errorCode(new Error("no code")), "unknown");
-  t.equal(errorCode(Object.assign(new Error("x"), { code: "bad code with spaces" })), "unknown", "only code-shaped codes are logged");
-  t.equal(errorCode(null), "unknown");
+  t.equal(errnoCode(new Error("no code"), "unknown"), "unknown");
+  t.equal(errnoCode(Object.assign(new Error("x"), { code: "bad code with spaces" }), "unknown"), "unknown", "only code-shaped codes are logged");
+  t.equal(errnoCode(null, "unknown"), "unknown");
 });

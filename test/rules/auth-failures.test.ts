@@ -92,7 +92,7 @@ void t.test("wired into the identity check: guessing tokens ends in 429, even fo
   const web = makeClient({ id: "web", auth: { tokens: [hashToken("tok-web")] } });
   const rule = createIdentityCheck([web], { authFailures: limiter });
   const attempt = async (token: string, ip = "203.0.113.50") => {
-    const verdict = await rule.check(makeContext({ ip, headers: { authorization: `Bearer ${token}` } }));
+    const verdict = await rule.identify(makeContext({ ip, headers: { authorization: `Bearer ${token}` } }));
     return verdict.ok ? "ok" : verdict.reason;
   };
   t.equal(await attempt("guess-1"), "invalid_credentials");

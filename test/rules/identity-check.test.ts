@@ -1,10 +1,9 @@
 import t, { type Test } from "tap";
 import type { ClientConfig } from "../../src/config/types.ts";
-import type { RequestContext } from "../../src/rules/context.ts";
+import { deny, type Deny, type RequestContext } from "../../src/pipeline/types.ts";
 import { createIdentityCheck, type AuthFailures, type SessionResult, type SessionVerifier } from "../../src/rules/identity-check.ts";
 import { UNKNOWN_IP } from "../../src/rules/ip.ts";
 import { hashToken } from "../../src/rules/tokens.ts";
-import { deny, type Deny, type Verdict } from "../../src/rules/verdict.ts";
 import { makeClient, makeContext, type ContextInit } from "../helpers/context.ts";
 
 const web = makeClient({ id: "web", auth: { tokens: [hashToken("tok-web")] }, origins: ["https://app.example.com"] });
@@ -57,10 +56,11 @@ async function runCases(t: Test, cases: Case[], deps: { sessions?: SessionVerifi
     const { limiter, failed } = recordingLimiter();
     const rule = createIdentityCheck(clients, { ...deps, authFailures: limiter });
     const ctx = makeContext(c.ctx);
-    const verdict: Verdict = await rule.check(ctx);
+    const verdict = await rule.identify(ctx);
     const got = verdict.ok ? `ok:${ctx.client?.id}` : verdict.reason;
     t.equal(got, c.want, c.name);
     if (verdict.ok) {
+      t.equal(verdict.ctx, ctx, `${c.name}: the same context, now the caller's`);
       t.equal(ctx.credential, c.credential, `${c.name}: credential`);
       t.equal(ctx.subject, c.subject, `${c.name}: subject`);
     } else {
@@ -154,9 +154,9 @@ void t.test("sessions", async (t) => {
 void t.test("the verifier sees the bearer only when it is not a static token", async (t) => {
   const { verifier, seen } = fakeSessions({});
   const rule = createIdentityCheck(clients, { sessions: verifier });
-  await rule.check(makeContext({ headers: bearer("tok-web") }));
-  await rule.check(makeContext({ headers: bearer("eyJ.x.y") }));
-  await rule.check(makeContext({}));
+  await rule.identify(makeContext({ headers: bearer("tok-web") }));
+  await rule.identify(makeContext({ headers: bearer("eyJ.x.y") }));
+  await rule.identify(makeContext({}));
   t.same(seen, [undefined, "eyJ.x.y", undefined]);
 });
 
@@ -166,22 +166,22 @@ void t.test("a blocked caller is refused before any credential is looked at", as
   const rule = createIdentityCheck(clients, { sessions: verifier, authFailures: limiter });
   for (const headers of [bearer("tok-web"), bearer("tok-nope"), {}]) {
     const ctx = makeContext({ ip: "198.51.100.9", headers });
-    const verdict = await rule.check(ctx);
+    const verdict = await rule.identify(ctx);
     t.same(verdict, { ok: false, reason: "auth_failures", detail: "blocked", retryAfterSeconds: 7 });
     t.equal(ctx.client, undefined);
   }
   t.same(seen, [], "no verification attempted");
   t.same(failed, [], "a blocked request is not counted again");
   const other = makeContext({ ip: "198.51.100.10", headers: bearer("tok-web") });
-  t.ok((await rule.check(other)).ok, "another caller is not blocked");
+  t.ok((await rule.identify(other)).ok, "another caller is not blocked");
 });
 
 void t.test("works without optional dependencies", async (t) => {
   const rule = createIdentityCheck(clients);
   t.equal(rule.name, "identity");
   const ok = makeContext({ headers: bearer("tok-web") });
-  t.ok((await rule.check(ok)).ok);
+  t.ok((await rule.identify(ok)).ok);
   t.equal(ok.client, web);
-  const verdict = await rule.check(makeContext({ headers: bearer("eyJ.x.y") }));
+  const verdict = await rule.identify(makeContext({ headers: bearer("eyJ.x.y") }));
   t.equal(verdict.ok ? "ok" : verdict.reason, "invalid_credentials");
 });

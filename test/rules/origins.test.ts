@@ -1,7 +1,8 @@
 import t from "tap";
+import { InvariantError } from "../../src/pipeline/types.ts";
 import { createOriginCheck } from "../../src/rules/origin-check.ts";
 import { canonicalOrigin, compileAnyClientOrigin, compileOrigins, parseOriginPattern } from "../../src/rules/origins.ts";
-import { makeClient, makeContext } from "../helpers/context.ts";
+import { makeCaller, makeClient } from "../helpers/context.ts";
 
 void t.test("canonicalOrigin", (t) => {
   const cases: Array<[string, string | undefined]> = [
@@ -137,25 +138,25 @@ void t.test("origin check", async (t) => {
   const rule = createOriginCheck([listed, open, none]);
   t.equal(rule.name, "origin");
   const cases: Array<{ name: string; ctx: Parameters<typeof rule.check>[0]; want: string | undefined }> = [
-    { name: "listed origin", ctx: makeContext({ client: listed, origin: "https://app.example.com" }), want: undefined },
-    { name: "wildcard origin", ctx: makeContext({ client: listed, origin: "https://x.y.example.org" }), want: undefined },
-    { name: "other origin", ctx: makeContext({ client: listed, origin: "https://evil.com" }), want: "origin_not_allowed" },
-    { name: "null origin", ctx: makeContext({ client: listed, origin: "null" }), want: "origin_not_allowed" },
-    { name: "malformed origin", ctx: makeContext({ client: listed, origin: "https://app.example.com/" }), want: "origin_not_allowed" },
-    { name: "no Origin with a token", ctx: makeContext({ client: listed, credential: "token" }), want: undefined },
-    { name: "no Origin with a cookie", ctx: makeContext({ client: listed, credential: "cookie" }), want: "origin_not_allowed" },
-    { name: "listed Origin with a cookie", ctx: makeContext({ client: listed, credential: "cookie", origin: "https://app.example.com" }), want: undefined },
-    { name: "other Origin with a cookie", ctx: makeContext({ client: listed, credential: "cookie", origin: "https://evil.com" }), want: "origin_not_allowed" },
-    { name: "client without origins: any Origin", ctx: makeContext({ client: open, origin: "https://evil.com" }), want: undefined },
-    { name: "client without origins: malformed Origin", ctx: makeContext({ client: open, origin: "garbage" }), want: undefined },
-    { name: "client without origins: cookie refused", ctx: makeContext({ client: open, credential: "cookie", origin: "https://app.example.com" }), want: "origin_not_allowed" },
-    { name: "origins: [] refuses every Origin", ctx: makeContext({ client: none, origin: "https://app.example.com" }), want: "origin_not_allowed" },
-    { name: "origins: [] and no Origin", ctx: makeContext({ client: none }), want: undefined },
-    { name: "no client identified", ctx: makeContext({ origin: "https://app.example.com" }), want: "origin_not_allowed" },
-    { name: "client from another config", ctx: makeContext({ client: foreign, origin: "https://app.example.com" }), want: "origin_not_allowed" },
+    { name: "listed origin", ctx: makeCaller({ client: listed, origin: "https://app.example.com" }), want: undefined },
+    { name: "wildcard origin", ctx: makeCaller({ client: listed, origin: "https://x.y.example.org" }), want: undefined },
+    { name: "other origin", ctx: makeCaller({ client: listed, origin: "https://evil.com" }), want: "origin_not_allowed" },
+    { name: "null origin", ctx: makeCaller({ client: listed, origin: "null" }), want: "origin_not_allowed" },
+    { name: "malformed origin", ctx: makeCaller({ client: listed, origin: "https://app.example.com/" }), want: "origin_not_allowed" },
+    { name: "no Origin with a token", ctx: makeCaller({ client: listed, credential: "token" }), want: undefined },
+    { name: "no Origin with a cookie", ctx: makeCaller({ client: listed, credential: "cookie" }), want: "origin_not_allowed" },
+    { name: "listed Origin with a cookie", ctx: makeCaller({ client: listed, credential: "cookie", origin: "https://app.example.com" }), want: undefined },
+    { name: "other Origin with a cookie", ctx: makeCaller({ client: listed, credential: "cookie", origin: "https://evil.com" }), want: "origin_not_allowed" },
+    { name: "client without origins: any Origin", ctx: makeCaller({ client: open, origin: "https://evil.com" }), want: undefined },
+    { name: "client without origins: malformed Origin", ctx: makeCaller({ client: open, origin: "garbage" }), want: undefined },
+    { name: "client without origins: cookie refused", ctx: makeCaller({ client: open, credential: "cookie", origin: "https://app.example.com" }), want: "origin_not_allowed" },
+    { name: "origins: [] refuses every Origin", ctx: makeCaller({ client: none, origin: "https://app.example.com" }), want: "origin_not_allowed" },
+    { name: "origins: [] and no Origin", ctx: makeCaller({ client: none }), want: undefined },
   ];
   for (const c of cases) {
     const verdict = await rule.check(c.ctx);
     t.equal(verdict.ok ? undefined : verdict.reason, c.want, c.name);
   }
+  // A client the rule was not compiled for is a bug in the proxy, never the caller's fault.
+  t.throws(() => rule.check(makeCaller({ client: foreign, origin: "https://app.example.com" })), InvariantError, "client from another config");
 });

@@ -1,66 +1,58 @@
 /**
- * Everything derived from one version of the config: compiled rules, the keyring, the forwarder.
- * The request handler reads the runtime once per request, so a reload (which builds a new runtime
- * and swaps it) never changes the rules under a request already in flight.
+ * A compiled config: everything derived from one version of the config file — the compiled rules
+ * the pipeline runs, the keyring and the forwarder. The listen handler reads the compiled config
+ * once per request, so a reload (which compiles a new one and swaps it) never changes the rules
+ * under a request already in flight.
  */
-import type { ProxyConfig } from "./config/types.ts";
-import { createBodyPolicy } from "./rules/body-check.ts";
-import { createCors } from "./http/cors.ts";
-import type { Target } from "./http/target.ts";
-import type { Environment } from "./keys/env-source.ts";
-import { createKeyring, type ManagedKeyring } from "./keys/keyring.ts";
-import { buildLimits, type Limits } from "./limits/limits.ts";
-import { builtinSources, createSource, type SourceDeps, type SourceRegistry } from "./keys/sources.ts";
-import type { Logger } from "./observe/log.ts";
-import type { Metrics } from "./observe/metrics.ts";
-import type { RequestHead } from "./proxy/decide.ts";
-import { createForwarder, type Forwarder } from "./proxy/forward.ts";
-import { createAuthFailureLimiter } from "./rules/auth-failures.ts";
-import { admissionOrder, compileCallerRules } from "./rules/build.ts";
-import type { RequestContext } from "./rules/context.ts";
-import { compileCidrs, normalizeIp, resolveCallerIp, UNKNOWN_IP } from "./rules/ip.ts";
-import { createSessionVerifier, type SessionDeps } from "./rules/sessions.ts";
-import type { Rule } from "./rules/rule.ts";
-import type { Deny, Verdict } from "./rules/verdict.ts";
+import type { ProxyConfig } from "../config/types.ts";
+import { createCors } from "../http/cors.ts";
+import type { Target } from "../http/target.ts";
+import type { Environment } from "../keys/env-source.ts";
+import { createKeyring, type ManagedKeyring } from "../keys/keyring.ts";
+import { buildLimits, type Limits } from "../limits/limits.ts";
+import { builtinSources, createSource, type SourceDeps, type SourceRegistry } from "../keys/sources.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import { createForwarder, type Forwarder } from "../proxy/forward.ts";
+import { createAuthFailureLimiter } from "../rules/auth-failures.ts";
+import { createBodyPolicy, type BodyPolicy } from "../rules/body-check.ts";
+import { compileCallerRules } from "../rules/caller-rules.ts";
+import { compileCidrs, normalizeIp, resolveCallerIp, UNKNOWN_IP } from "../rules/ip.ts";
+import { createSessionVerifier, type SessionDeps } from "../rules/sessions.ts";
+import type { IdentityRule, Preflight, RequestContext, RequestHead, Rule } from "./types.ts";
 
-export type Preflight = { ok: true; headers: Readonly<Record<string, string>> } | { ok: false; deny: Deny };
-
-/** Whether the body is read into memory before forwarding (checked or replayable) or streamed. */
-export type BodyPlan = { ok: true; hold: boolean } | Deny;
-
-export interface Runtime {
+export interface CompiledConfig {
   readonly config: ProxyConfig;
   /** First 12 hex of sha256 of the config file (`config_info{hash}`). */
   readonly hash: string;
-  createContext(input: { id: string; head: RequestHead; target: Target & { ok: true } }): RequestContext;
+  /** The context of a request whose framing and target passed (step 1). */
+  createContext(id: string, head: RequestHead, target: Target & { ok: true }, cleanups: RequestContext["cleanups"]): RequestContext;
   /** Step 2: undefined when the request is not a CORS preflight. */
   preflight(ctx: RequestContext): Preflight | undefined;
-  /** Steps 3–6 in order. */
-  readonly admission: readonly Rule[];
+  /** Step 3. */
+  readonly identity: IdentityRule;
+  /** Step 4. */
+  readonly origin: Rule;
+  readonly network: Rule;
+  /** Step 5. */
+  readonly route: Rule;
+  /** Step 6 (rate limit, concurrency) and the daily budget after step 7; the stores they count in. */
+  readonly limits: Limits;
+  /** Step 7: content type allowed, whether to hold the body, and the checks on a held body. */
+  readonly body: BodyPolicy;
   /** Headers added to every response once the caller is known (CORS for allowed origins). */
   responseHeaders(ctx: RequestContext): Readonly<Record<string, string>>;
-  /** Step 7, before reading: content type allowed, and whether to hold the body. */
-  bodyPlan(ctx: RequestContext, hasBody: boolean, declaredLength: number | undefined): BodyPlan;
-  /** Step 7, on a held body: the model allowlist. */
-  checkBody(ctx: RequestContext, body: Buffer): Verdict;
-  /**
-   * Checks that need what the body said (the daily budget prices the model and `n`), run after
-   * step 7 and before forwarding.
-   */
-  readonly charge: readonly Rule[];
-  /** The limits' stores (adopted by the next runtime on reload); `limits.close()` once at stop. */
-  readonly limits: Limits;
   readonly keyring: ManagedKeyring;
   readonly forwarder: Forwarder;
   /**
-   * Stops the keyring, closes the upstream pool and the limit stores. Only for a runtime no later
-   * runtime adopted (the proxy stopping, a `test-policy` case): a reload retires the old runtime
+   * Stops the keyring, closes the upstream pool and the limit stores. Only for a compiled config
+   * no later one adopted (the proxy stopping, a `test-policy` case): a reload retires the old one
    * piece by piece instead.
    */
   close(): Promise<void>;
 }
 
-export interface RuntimeDeps {
+export interface CompileDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   /** Environment for `source: env` keys (scrubbed once read). */
@@ -69,8 +61,8 @@ export interface RuntimeDeps {
   readonly sources?: SourceRegistry;
   /** Tuning for file key sources (tests). */
   readonly fileSources?: SourceDeps["file"];
-  /** The runtime being replaced by a reload: its held keys are adopted when their settings did not change. */
-  readonly previous?: Runtime;
+  /** The compiled config being replaced by a reload: its held keys and limit stores are adopted when their settings did not change. */
+  readonly previous?: CompiledConfig;
   /** Use this keyring instead of fetching keys (`test-policy`: every key counts as held). */
   readonly keyring?: ManagedKeyring;
   /** No network from limits (in-memory stores whatever `limits.store` says): `test-policy`. */
@@ -80,18 +72,18 @@ export interface RuntimeDeps {
 }
 
 /**
- * Compiles a validated config into a runtime. Does not start anything: call `keyring.start()`
- * once the runtime is in place.
+ * Compiles a validated config. Does not start anything: call `keyring.start()` once the compiled
+ * config is in force.
  */
-export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDeps): Runtime {
+export function compileConfig(config: ProxyConfig, hash: string, deps: CompileDeps): CompiledConfig {
   const { logger, metrics } = deps;
   const sourceDeps: SourceDeps = {
     env: deps.env,
     logger,
     ...(deps.fileSources === undefined ? {} : { file: deps.fileSources }),
   };
-  // First everything that can fail on this config; only then take over the previous runtime's
-  // limit stores and keys, so a reload that fails here leaves the running runtime untouched.
+  // First everything that can fail on this config; only then take over the previous config's
+  // limit stores and keys, so a reload that fails here leaves the running one untouched.
   const authFailures = createAuthFailureLimiter({
     requests: config.limits.auth_failures.requests,
     per: config.limits.auth_failures.per,
@@ -109,7 +101,7 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     onUpstreamError: (reason) => metrics.upstreamError(reason),
   });
 
-  // Adopts the previous runtime's limit stores, or starts retiring them.
+  // Adopts the previous config's limit stores, or starts retiring them.
   const limits = buildLimits(config, {
     logger,
     metrics,
@@ -117,7 +109,7 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
     memoryOnly: deps.offline === true,
     ...(deps.previous === undefined ? {} : { previous: deps.previous.limits }),
   });
-  // Adopts the previous runtime's held keys (see keyring.ts); last, because from here on the
+  // Adopts the previous config's held keys (see keyring.ts); last, because from here on the
   // previous keyring forwards those keys to this one.
   const keyring =
     deps.keyring ??
@@ -133,12 +125,10 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
       },
       ...(deps.previous === undefined ? {} : { previous: deps.previous.keyring }),
     });
-  const admission = admissionOrder(callerRules, keyring, limits.admission);
-
   return Object.freeze({
     config,
     hash,
-    createContext({ id, head, target }) {
+    createContext(id, head, target, cleanups) {
       const origin = head.headers.origin;
       const socketIp = normalizeIp(head.socketAddress) ?? UNKNOWN_IP;
       return {
@@ -162,16 +152,17 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
         model: undefined,
         imageCount: 1,
         costUsd: 0,
-        cleanups: [],
+        cleanups,
       };
     },
     preflight: cors.preflight,
-    admission,
-    responseHeaders: cors.responseHeaders,
-    bodyPlan: body.plan,
-    checkBody: body.check,
-    charge: limits.charge,
+    identity: callerRules.identity,
+    origin: callerRules.origin,
+    network: callerRules.network,
+    route: callerRules.route,
     limits,
+    body,
+    responseHeaders: cors.responseHeaders,
     keyring,
     forwarder,
     async close() {
@@ -179,5 +170,5 @@ export function buildRuntime(config: ProxyConfig, hash: string, deps: RuntimeDep
       forwarder.close();
       await limits.close();
     },
-  } satisfies Runtime);
+  } satisfies CompiledConfig);
 }

@@ -12,7 +12,7 @@
  * found by name afterwards.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
-import { METRIC_PREFIX } from "../observe/metrics.ts";
+import { METRIC_PREFIX } from "./metrics.ts";
 
 export const STORE_UP_METRIC = `${METRIC_PREFIX}limits_store_up`;
 export const STORE_ERRORS_METRIC = `${METRIC_PREFIX}limits_store_errors_total`;
