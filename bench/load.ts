@@ -256,11 +256,15 @@ export interface ClosedLoopResult {
   readonly errors: number;
   /** Completed requests including the warm-up. */
   readonly total: number;
+  /** Milliseconds from writing each request to its last response byte, for those completed in the measured window. */
+  readonly latencies: readonly number[];
 }
 
 /**
  * `connections` keep-alive connections, each sending the next request as soon as the previous
- * answer is complete, for `warmupMs + durationMs`; only the last `durationMs` is counted.
+ * answer is complete, for `warmupMs + durationMs`; only the last `durationMs` is counted. The
+ * latency of each request counted is kept: at saturation it is mostly queueing in the proxy, so its
+ * tail shows pauses (GC, long turns) that the mean rate hides.
  * `onMeasureStart`/`onMeasureEnd` bracket the measured window (CPU sampling).
  */
 export async function closedLoop(options: {
@@ -279,15 +283,18 @@ export async function closedLoop(options: {
   let total = 0;
   let errors = 0;
   const statuses: Record<string, number> = {};
+  const latencies: number[] = [];
 
   async function worker(): Promise<void> {
     let conn: Connection | undefined;
     while (!stopping) {
       try {
         if (conn === undefined || !conn.alive()) conn = await connect(options.port);
+        const sent = performance.now();
         const response = await conn.request(bytes);
         total += 1;
         if (measuring) {
+          latencies.push(performance.now() - sent);
           requests += 1;
           statuses[response.status] = (statuses[response.status] ?? 0) + 1;
         }
@@ -310,7 +317,7 @@ export async function closedLoop(options: {
   options.onMeasureEnd?.();
   stopping = true;
   await Promise.all(workers);
-  return { requests, seconds, rps: requests / seconds, statuses, errors, total };
+  return { requests, seconds, rps: requests / seconds, statuses, errors, total, latencies };
 }
 
 export interface OpenLoopResult {

@@ -26,6 +26,9 @@ export interface ThroughputRound {
   readonly benchUtil: number;
   /** Proxy CPU time per request, microseconds. */
   readonly cpuUsPerRequest: number;
+  /** Latency of the requests counted (closed loop, so at saturation), milliseconds. */
+  readonly p50: number;
+  readonly p99: number;
 }
 
 export async function throughput(
@@ -44,6 +47,7 @@ export async function throughput(
       if (window !== undefined) cpu = window.stop();
     },
   });
+  const latency = summarize(result.latencies);
   return {
     rps: result.rps,
     requests: result.requests,
@@ -53,6 +57,8 @@ export async function throughput(
     proxyUtil: cpu.proxyUtil,
     benchUtil: cpu.benchUtil,
     cpuUsPerRequest: (cpu.proxyCpuSeconds / result.requests) * 1e6,
+    p50: latency.p50,
+    p99: latency.p99,
   };
 }
 
