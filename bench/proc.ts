@@ -3,9 +3,10 @@
  * from `/proc`, and their stdout sent to a line-counting sink (`wc -l`) that never blocks them.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
+import path from "node:path";
 
 const CLOCK_TICKS = 100;
 
@@ -55,21 +56,25 @@ export interface Child {
   readonly exited: Promise<number | null>;
 }
 
+export interface SpawnOptions {
+  core: number | undefined;
+  env?: NodeJS.ProcessEnv;
+  countStdout?: boolean;
+  cwd?: string;
+  /** Told when the child starts and once it has been reaped (CPU accounting). */
+  monitor?: { track(pid: number): void; forget(pid: number): void };
+}
+
 /**
  * Starts `process.execPath args…` pinned to `core` (when pinning is possible). `countStdout`: the
  * child's stdout goes straight into a `wc -l` process (its audit log), else to /dev/null.
  */
-export function spawnNode(
-  args: readonly string[],
-  options: {
-    core: number | undefined;
-    env?: NodeJS.ProcessEnv;
-    countStdout?: boolean;
-    cwd?: string;
-    /** Told when the child starts and once it has been reaped (CPU accounting). */
-    monitor?: { track(pid: number): void; forget(pid: number): void };
-  },
-): Child {
+export function spawnNode(args: readonly string[], options: SpawnOptions): Child {
+  return spawnPinned(process.execPath, args, options);
+}
+
+/** Starts `command args…` pinned to `core` (when pinning is possible); see spawnNode. */
+export function spawnPinned(command: string, args: readonly string[], options: SpawnOptions): Child {
   let counter: ChildProcess | undefined;
   let counted: Promise<number | undefined> = Promise.resolve(undefined);
   if (options.countStdout === true) {
@@ -79,9 +84,9 @@ export function spawnNode(
     counted = new Promise((resolve) => counter?.once("close", () => resolve(Number.parseInt(text.trim(), 10))));
   }
   const pin = options.core !== undefined && canPin();
-  const command = pin ? "taskset" : process.execPath;
-  const argv = pin ? ["-c", String(options.core), process.execPath, ...args] : [...args];
-  const proc = spawn(command, argv, {
+  const argv = pin ? ["-c", String(options.core), command, ...args] : [...args];
+  // taskset execs the command, so the pid is the command's own.
+  const proc = spawn(pin ? "taskset" : command, argv, {
     cwd: options.cwd,
     env: options.env ?? process.env,
     stdio: ["ignore", counter?.stdin ?? "ignore", "pipe"],
@@ -114,6 +119,36 @@ export function spawnNode(
   };
 }
 
+/** The pids whose parent is `pid` (from `/proc/<pid>/stat`). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(entry));
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return out;
+}
+
+/** The absolute path of `name` on the PATH, or undefined. */
+export function onPath(name: string): string | undefined {
+  for (const dir of (process.env["PATH"] ?? "").split(path.delimiter)) {
+    if (dir === "") continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
 /** Resident set size of `pid`, in bytes (`VmRSS`). */
 export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -126,6 +161,21 @@ export function rssParts(pid: number): { rss: number; anon: number; file: number
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, "m").exec(status)?.[1] ?? NaN) * 1024;
   return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
+}
+
+/**
+ * rssParts summed over several processes (nginx's master and worker). Pages the processes share
+ * are counted once per process, as `ps` and `top` would: an upper bound of what they hold together.
+ */
+export function rssPartsOf(pids: readonly number[]): { rss: number; anon: number; file: number } {
+  const sum = { rss: 0, anon: 0, file: 0 };
+  for (const pid of pids) {
+    const p = rssParts(pid);
+    sum.rss += p.rss;
+    sum.anon += p.anon;
+    sum.file += p.file;
+  }
+  return sum;
 }
 
 /** User + system CPU seconds `pid` has used so far. */

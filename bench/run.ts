@@ -1,29 +1,43 @@
 /**
- * `npm run bench`: mythiq-proxy against a bare http-proxy-3 pass-through, side by side, in one run.
+ * `npm run bench`: mythiq-proxy against its peers (bench/peers/), side by side, in one run: a bare
+ * http-proxy-3 pass-through, the Express + http-proxy-middleware proxy users write themselves, and
+ * nginx when it is on the PATH.
  *
- *   npm run bench                 full run (about 4 minutes), writes BENCHMARKS.md and bench/results/latest.json
- *   npm run bench -- --quick      shorter run, writes bench/results/quick.json only
- *   npm run bench -- --profile    CPU profiles (node --cpu-prof) of both proxies under load,
- *                                 summarised into bench/results/profile.md
+ *   npm run bench                     full run (about 5 minutes), writes BENCHMARKS.md and bench/results/latest.json
+ *   npm run bench -- --quick          shorter run, writes bench/results/quick.json only
+ *   npm run bench -- --only=throughput
+ *                                     only the GET and POST throughput comparisons and idle RSS, writes
+ *                                     bench/results/throughput.json (with --quick: throughput-quick.json)
+ *   npm run bench -- --profile        CPU profiles (node --cpu-prof) of mythiq-proxy and the bare pass-through
+ *                                     under load, summarised into bench/results/profile.md
+ *
+ * Options for experiments (all recorded in the results' `command`):
+ *   --env=NAME=VALUE       an environment variable for every mythiq-proxy process (repeatable)
+ *   --systems=a,b,...      with --only=throughput: the systems to compare (mythiq and bare always; express, nginx)
+ *   --node-flag=FLAG       Node flags for mythiq-proxy and the Node peers instead of the Dockerfile's (repeatable)
  *
  * Run from an exported tree (no .git), set BENCH_COMMIT=<sha> to name the commit in the report.
  *
  * Layout on a machine with two or more cores: this process (load generator and upstream) on core 0,
- * the proxy under test on core 1; both proxies run all along and take turns, several alternating
- * rounds, and the medians are reported. With one core nothing is pinned (and the report says so).
+ * the system under test on core 1; all systems run all along and take turns, several rounds in
+ * rotating order, and the medians are reported. With one core nothing is pinned (and the report says so).
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { stripTypeScriptTypes } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { APP_MODELS, KEY_ENV, mainConfig, newToken, WIDE, wideConfig, type Ports } from "./config.ts";
 import { encodeRequest, sleep, type RequestSpec } from "./load.ts";
-import { freePort, noiseMonitor, otherLoad, otherShareWindow, pinSelf, rssParts, spawnNode, type Child } from "./proc.ts";
+import { benchmarksMarkdown, SHORT_NAME, sideBySide } from "./markdown.ts";
+import { nginxBinary, startBare, startExpress, startNginx, type PeerContext } from "./peers/start.ts";
+import { freePort, noiseMonitor, otherLoad, pinSelf, rssPartsOf, spawnNode, type Child } from "./proc.ts";
 import { compareMarkdown, profileMarkdown, summarizeProfile } from "./profile-summary.ts";
 import { atLeast, atMost, consoleTable, fmt, keptNotes, markdownTable, median, type Target } from "./report.ts";
+import { getModels, postImage } from "./requests.ts";
+import { alternate, latencySummary, throughputSummary, versus, type Pair, type PerSystem } from "./rounds.ts";
+import { answerProblems } from "./sanity.ts";
 import {
   concurrentHold,
   download,
@@ -38,9 +52,9 @@ import {
   waitReady,
   type BulkResult,
   type HoldResult,
-  type LatencyRound,
   type ProxyUnderTest,
-  type ThroughputRound,
+  type SseResult,
+  type SystemName,
 } from "./scenarios.ts";
 import { BULK_BYTES, startUpstream, type Upstream } from "./upstream.ts";
 
@@ -48,21 +62,47 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RESULTS = path.join(ROOT, "bench", "results");
 const MAIN_JS = path.join(ROOT, "dist", "main.js");
 
+const USAGE =
+  "usage: npm run bench [-- --quick | --profile | --only=throughput [--systems=mythiq,bare,express,nginx]] [--env=NAME=VALUE ...] [--node-flag=FLAG ...]\n";
 const argv = process.argv.slice(2);
-const args = new Set(argv);
-const QUICK = args.has("--quick");
-const PROFILE = args.has("--profile");
+const valuesOf = (prefix: string): string[] => argv.filter((a) => a.startsWith(prefix)).map((a) => a.slice(prefix.length));
+const QUICK = argv.includes("--quick");
+const PROFILE = argv.includes("--profile");
+const ONLY = valuesOf("--only=");
+const THROUGHPUT_ONLY = ONLY.includes("throughput");
 /**
- * Node flags for both proxies (so they stay comparable): the ones the Dockerfile's ENTRYPOINT ships
- * with, unless `--node-flag=FLAG` (repeatable) names others.
+ * Node flags for mythiq-proxy and the Node peers (so they stay comparable): the ones the
+ * Dockerfile's ENTRYPOINT ships with, unless `--node-flag=FLAG` (repeatable) names others.
  */
-const GIVEN_FLAGS = argv.filter((a) => a.startsWith("--node-flag=")).map((a) => a.slice("--node-flag=".length));
+const GIVEN_FLAGS = valuesOf("--node-flag=");
 const NODE_FLAGS = GIVEN_FLAGS.length > 0 ? GIVEN_FLAGS : shippedNodeFlags();
-const unknown = argv.filter((a) => a !== "--quick" && a !== "--profile" && !a.startsWith("--node-flag="));
-if (unknown.length > 0) {
-  process.stderr.write(`bench: unknown argument ${unknown.join(" ")}\nusage: npm run bench [-- --quick | --profile] [--node-flag=FLAG ...]\n`);
-  process.exit(2);
+/** Extra environment for every mythiq-proxy process, for experiments (`--env=NAME=VALUE`). */
+const MYTHIQ_ENV: Record<string, string> = Object.fromEntries(
+  valuesOf("--env=").map((pair) => [pair.slice(0, Math.max(0, pair.indexOf("="))), pair.slice(pair.indexOf("=") + 1)]),
+);
+const ALL_SYSTEMS: readonly SystemName[] = ["bare", "mythiq", "express", "nginx"];
+const GIVEN_SYSTEMS = valuesOf("--systems=").flatMap((list) => list.split(","));
+{
+  const problems: string[] = [];
+  const known = (a: string): boolean =>
+    a === "--quick" || a === "--profile" || ["--only=", "--node-flag=", "--env=", "--systems="].some((prefix) => a.startsWith(prefix));
+  const unknown = argv.filter((a) => !known(a));
+  if (unknown.length > 0) problems.push(`unknown argument ${unknown.join(" ")}`);
+  if (ONLY.some((o) => o !== "throughput")) problems.push(`--only takes "throughput"`);
+  if (Object.keys(MYTHIQ_ENV).some((name) => name === "")) problems.push("--env takes NAME=VALUE");
+  if (GIVEN_SYSTEMS.length > 0 && !THROUGHPUT_ONLY) problems.push("--systems goes with --only=throughput (the full run measures every system)");
+  const unknownSystems = GIVEN_SYSTEMS.filter((s) => !(ALL_SYSTEMS as readonly string[]).includes(s));
+  if (unknownSystems.length > 0) problems.push(`unknown system ${unknownSystems.join(", ")} (known: ${ALL_SYSTEMS.join(", ")})`);
+  if (PROFILE && THROUGHPUT_ONLY) problems.push("--profile and --only=throughput are separate runs");
+  if (problems.length > 0) {
+    process.stderr.write(`bench: ${problems.join("; ")}\n${USAGE}`);
+    process.exit(2);
+  }
 }
+/** The systems asked for; mythiq-proxy and the bare pass-through always take part (every ratio is against bare). */
+const WANTED: ReadonlySet<SystemName> = new Set(
+  GIVEN_SYSTEMS.length === 0 ? ALL_SYSTEMS : ALL_SYSTEMS.filter((s) => s === "mythiq" || s === "bare" || GIVEN_SYSTEMS.includes(s)),
+);
 
 /** The flags between `node` and `dist/main.js` in the Dockerfile's ENTRYPOINT. */
 function shippedNodeFlags(): string[] {
@@ -78,6 +118,8 @@ const PLAN = QUICK
 
 const BENCH_CORE = 0;
 const PROXY_CORE = 1;
+/** Share of all cores others may use during a round before it is run again (10 % = a fifth of one core on two). */
+const NOISY = 0.1;
 
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -85,6 +127,14 @@ const log = (line: string): void => {
 
 /** CPU used by processes other than the benchmark's, for the whole run. */
 const monitor = noiseMonitor();
+
+/** Every process started and not yet stopped: stopped when the run ends, however it ends. */
+const running = new Set<Child>();
+function adopt<T extends { child: Child }>(system: T): T {
+  running.add(system.child);
+  void system.child.exited.then(() => running.delete(system.child));
+  return system;
+}
 
 interface Mythiq extends ProxyUnderTest {
   readonly child: Child;
@@ -104,61 +154,18 @@ async function startMythiq(configText: string, dir: string, name: string, key: s
   const child = spawnNode([...NODE_FLAGS, ...extraNodeArgs, MAIN_JS, "--config", file], {
     core: PROXY_CORE,
     cwd: ROOT,
-    env: { ...process.env, [KEY_ENV]: key },
+    env: { ...process.env, ...MYTHIQ_ENV, [KEY_ENV]: key },
     countStdout: true,
     monitor,
   });
+  running.add(child);
+  void child.exited.then(() => running.delete(child));
   const readyMs = await Promise.race([waitReady(admin, startedAt), child.exited.then(() => undefined)]);
   if (readyMs === undefined) {
     await child.stop(1000);
     throw new Error(`mythiq-proxy (${name}) did not become ready:\n${child.stderrTail()}`);
   }
-  return { name: "mythiq", port: listen, pid: child.pid, child, adminPort: admin, readyMs };
-}
-
-let bareScript: string | undefined;
-
-/**
- * bench/bare-proxy.ts as plain JavaScript in `dir`. Run as .ts, Node would load its type stripper
- * into the baseline process (about 17 MB of RSS that mythiq-proxy, built to dist/, does not carry),
- * which would flatter mythiq-proxy in every memory comparison.
- */
-function bareProxyScript(dir: string): string {
-  if (bareScript !== undefined) return bareScript;
-  const source = readFileSync(path.join(ROOT, "bench", "bare-proxy.ts"), "utf8");
-  // The copy lives outside the project, so the package is imported by its resolved location.
-  const js = stripTypes(source).replace(`from "http-proxy-3"`, `from ${JSON.stringify(import.meta.resolve("http-proxy-3"))}`);
-  bareScript = path.join(dir, "bare-proxy.mjs");
-  writeFileSync(bareScript, js);
-  return bareScript;
-}
-
-/** `module.stripTypeScriptTypes` without its one-time ExperimentalWarning on our stderr. */
-function stripTypes(source: string): string {
-  const emitWarning = process.emitWarning.bind(process);
-  process.emitWarning = () => undefined;
-  try {
-    return stripTypeScriptTypes(source);
-  } finally {
-    process.emitWarning = emitWarning;
-  }
-}
-
-/** Starts the bare http-proxy-3 pass-through (core 1). */
-async function startBare(upstream: Upstream, dir: string, key: string, extraNodeArgs: readonly string[] = []): Promise<ProxyUnderTest & { child: Child }> {
-  const port = await freePort();
-  const child = spawnNode([...NODE_FLAGS, ...extraNodeArgs, bareProxyScript(dir), String(port), String(upstream.port)], {
-    core: PROXY_CORE,
-    cwd: ROOT,
-    env: { ...process.env, BENCH_KEY: key },
-    monitor,
-  });
-  const startedAt = performance.now();
-  while ((await getStatus(port, "/v1/models")) === undefined) {
-    if (performance.now() - startedAt > 10_000 || child.proc.exitCode !== null) throw new Error(`bare proxy did not start:\n${child.stderrTail()}`);
-    await sleep(10);
-  }
-  return { name: "bare", port, pid: child.pid, child };
+  return { name: "mythiq", port: listen, pid: child.pid, pids: [child.pid], child, adminPort: admin, readyMs };
 }
 
 /** The commit measured, and whether src/ differs from it. */
@@ -186,108 +193,7 @@ function machine(): Record<string, string | number> {
   };
 }
 
-interface Pair<T> {
-  readonly bare: T;
-  readonly mythiq: T;
-}
-
-/** Share of all cores others may use during a round before it is run again (10 % = a fifth of one core on two). */
-const NOISY = 0.1;
-
-/**
- * Alternating rounds (bare first on even rounds, mythiq first on odd ones). A round during which
- * other processes used more than NOISY of the machine is run again, at most `rounds` extra times in
- * all; `repeated` says how many were.
- */
-async function alternate<T>(
-  rounds: number,
-  proxies: Pair<ProxyUnderTest>,
-  run: (p: ProxyUnderTest) => Promise<T>,
-  label: string,
-): Promise<{ rounds: Pair<T>[]; repeated: number; noise: number[] }> {
-  const out: Pair<T>[] = [];
-  const noise: number[] = [];
-  let repeated = 0;
-  for (let i = 0; out.length < rounds; i++) {
-    const order = i % 2 === 0 ? (["bare", "mythiq"] as const) : (["mythiq", "bare"] as const);
-    const got: Partial<Record<"bare" | "mythiq", T>> = {};
-    const window = otherShareWindow([proxies.bare.pid, proxies.mythiq.pid]);
-    for (const name of order) got[name] = await run(proxies[name]);
-    const other = window.stop();
-    if (other > NOISY && repeated < rounds) {
-      repeated += 1;
-      log(`  ${label} round ${out.length + 1}/${rounds}: other processes used ${fmt.pct(other)} of the machine, running it again`);
-      continue;
-    }
-    noise.push(other);
-    out.push({ bare: got.bare!, mythiq: got.mythiq! });
-    log(`  ${label} round ${out.length}/${rounds} done (other load ${fmt.pct(other)})`);
-  }
-  return { rounds: out, repeated, noise };
-}
-
-function throughputSummary({ rounds, repeated, noise }: { rounds: readonly Pair<ThroughputRound>[]; repeated: number; noise: number[] }) {
-  const pick = (name: "bare" | "mythiq", f: (r: ThroughputRound) => number): number => median(rounds.map((r) => f(r[name])));
-  const side = (name: "bare" | "mythiq") => ({
-    rps: pick(name, (r) => r.rps),
-    proxyUtil: pick(name, (r) => r.proxyUtil),
-    benchUtil: pick(name, (r) => r.benchUtil),
-    cpuUsPerRequest: pick(name, (r) => r.cpuUsPerRequest),
-    non2xx: rounds.reduce((n, r) => n + Object.entries(r[name].statuses).filter(([s]) => !s.startsWith("2")).reduce((a, [, c]) => a + c, 0), 0),
-    errors: rounds.reduce((n, r) => n + r[name].errors, 0),
-  });
-  return {
-    bare: side("bare"),
-    mythiq: side("mythiq"),
-    ratio: median(rounds.map((r) => r.mythiq.rps / r.bare.rps)),
-    /** What the ratio would be with both proxies CPU-bound: less sensitive to a busy machine than req/s. */
-    cpuRatio: median(rounds.map((r) => r.bare.cpuUsPerRequest / r.mythiq.cpuUsPerRequest)),
-    repeated,
-    noise,
-    rounds,
-  };
-}
-
-function latencySummary({ rounds, repeated, noise }: { rounds: readonly Pair<LatencyRound>[]; repeated: number; noise: number[] }) {
-  const side = (name: "bare" | "mythiq") => ({
-    p50: median(rounds.map((r) => r[name].p50)),
-    p99: median(rounds.map((r) => r[name].p99)),
-    max: Math.max(...rounds.map((r) => r[name].max)),
-    errors: rounds.reduce((n, r) => n + r[name].errors, 0),
-    non2xx: rounds.reduce((n, r) => n + Object.entries(r[name].statuses).filter(([s]) => !s.startsWith("2")).reduce((a, [, c]) => a + c, 0), 0),
-  });
-  return {
-    bare: side("bare"),
-    mythiq: side("mythiq"),
-    addedP50: median(rounds.map((r) => r.mythiq.p50 - r.bare.p50)),
-    addedP99: median(rounds.map((r) => r.mythiq.p99 - r.bare.p99)),
-    repeated,
-    noise,
-    rounds,
-  };
-}
-
-/** A 200-byte JSON image request naming `model`. */
-function imageBody(model: string): Buffer {
-  const base = { model, prompt: "", n: 1, size: "1024x1024", response_format: "url" };
-  const empty = Buffer.byteLength(JSON.stringify(base));
-  return Buffer.from(JSON.stringify({ ...base, prompt: "a lighthouse on a cliff at dusk, oil painting ".repeat(10).slice(0, 200 - empty) }));
-}
-
-function getModels(token: string): RequestSpec {
-  return { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${token}`, accept: "application/json", "user-agent": "mythiq-bench/1" } };
-}
-
-function postImage(token: string, model: string): RequestSpec {
-  return {
-    method: "POST",
-    path: "/v1/images/generations",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json", "user-agent": "mythiq-bench/1" },
-    body: imageBody(model),
-  };
-}
-
-/** Whether a client with `models` can send a body yet (the model check landed), else why not. */
+/** Whether a client with `models` can send a body (the model check answers 200), else why not. */
 async function modelCheckWorks(proxy: ProxyUnderTest, token: string, model = APP_MODELS[0]!): Promise<{ works: boolean; status: number; body: string }> {
   const answer = await once(proxy.port, postImage(token, model));
   return { works: answer.status === 200, ...answer };
@@ -347,20 +253,15 @@ async function scrapeRun(upstream: Upstream, dir: string, key: string, notes: st
 
 async function startupRun(dir: string, key: string, config: string) {
   const ready: number[] = [];
-  let idle = { rss: NaN, anon: NaN, file: NaN };
   for (let i = 0; i < PLAN.starts; i++) {
     const proxy = await startMythiq(config, dir, `start-${i}`, key);
     ready.push(proxy.readyMs);
-    if (i === 0) {
-      await sleep(1000);
-      idle = rssParts(proxy.pid);
-    }
     await proxy.child.stop();
   }
-  return { readyMs: median(ready), readyAll: ready, idleRss: idle.rss, idleAnon: idle.anon, idleFile: idle.file };
+  return { readyMs: median(ready), readyAll: ready };
 }
 
-async function profileRun(upstream: Upstream, dir: string, key: string, config: string, tokens: { app: string; bulk: string }): Promise<void> {
+async function profileRun(peers: PeerContext, dir: string, key: string, config: string, tokens: { app: string; bulk: string }): Promise<void> {
   mkdirSync(RESULTS, { recursive: true });
   const profDir = mkdtempSync(path.join(os.tmpdir(), "mythiq-prof-"));
   const seconds = (PLAN.durationMs * 3) / 1000;
@@ -384,7 +285,7 @@ async function profileRun(upstream: Upstream, dir: string, key: string, config: 
   for (const c of cases) {
     const sub = path.join(profDir, c.id);
     const nodeArgs = ["--cpu-prof", "--cpu-prof-dir", sub];
-    const proxy = c.bare ? await startBare(upstream, dir, key, nodeArgs) : await startMythiq(config, dir, c.id, key, nodeArgs);
+    const proxy = c.bare ? adopt(await startBare(peers, nodeArgs)) : await startMythiq(config, dir, c.id, key, nodeArgs);
     let postToken = tokens.app;
     if (c.post && !(await modelCheckWorks(proxy, tokens.app)).works) {
       postToken = tokens.bulk;
@@ -414,13 +315,26 @@ async function profileRun(upstream: Upstream, dir: string, key: string, config: 
   log(`\nwrote bench/results/profile.md (raw profiles in ${profDir})`);
 }
 
+/**
+ * What each system must refuse (bench/sanity.ts): the bare pass-through checks nothing, nginx no
+ * bodies; mythiq-proxy admits a GET /v1/models without a token (bench/config.ts's anonymous client).
+ */
+const CHECKS: Record<SystemName, { checksToken: boolean; needsToken: boolean; checksModel: boolean }> = {
+  mythiq: { checksToken: true, needsToken: false, checksModel: true },
+  bare: { checksToken: false, needsToken: false, checksModel: false },
+  express: { checksToken: true, needsToken: true, checksModel: true },
+  nginx: { checksToken: true, needsToken: true, checksModel: false },
+};
+
 async function main(): Promise<number> {
   if (!existsSync(MAIN_JS)) throw new Error("dist/main.js is missing: run `npm run build` (npm run bench does)");
   // Before pinning: afterwards the process sees only its own core.
   const meta = machine();
   const pinned = pinSelf(BENCH_CORE);
-  log(`mythiq-proxy bench${QUICK ? " (quick)" : ""}${PROFILE ? " (profile)" : ""}: ${meta.cpu}, ${meta.cores} cores, Node ${process.version}`);
-  log(pinned ? `pinned: load generator + upstream on core ${BENCH_CORE}, proxy under test on core ${PROXY_CORE}` : "not pinned (needs taskset and 2 cores)");
+  const mode = [QUICK ? "quick" : "", PROFILE ? "profile" : "", THROUGHPUT_ONLY ? "throughput only" : ""].filter((m) => m !== "");
+  log(`mythiq-proxy bench${mode.length === 0 ? "" : ` (${mode.join(", ")})`}: ${meta.cpu}, ${meta.cores} cores, Node ${process.version}`);
+  log(pinned ? `pinned: load generator + upstream on core ${BENCH_CORE}, system under test on core ${PROXY_CORE}` : "not pinned (needs taskset and 2 cores)");
+  if (Object.keys(MYTHIQ_ENV).length > 0) log(`mythiq-proxy environment: ${Object.entries(MYTHIQ_ENV).map(([k, v]) => `${k}=${v}`).join(" ")}`);
 
   const before = await otherLoad(1000);
   if (before > 0.1) {
@@ -433,370 +347,303 @@ async function main(): Promise<number> {
   const bulk = newToken();
   const upstream = await startUpstream(key);
   const config = mainConfig({ listen: 1, admin: 2, upstream: upstream.port }, { app: app.hash, bulk: bulk.hash });
+  const peers: PeerContext = { dir, upstreamPort: upstream.port, key, nodeFlags: NODE_FLAGS, core: PROXY_CORE, cwd: ROOT, monitor };
+  const nginx = WANTED.has("nginx") ? nginxBinary() : undefined;
   const notes: string[] = [];
+  if (WANTED.has("nginx") && nginx === undefined) notes.push("nginx is not on the PATH: it was not measured.");
 
   try {
     if (PROFILE) {
-      await profileRun(upstream, dir, key, config, { app: app.token, bulk: bulk.token });
+      await profileRun(peers, dir, key, config, { app: app.token, bulk: bulk.token });
       return 0;
     }
 
-    log("\nstart to ready (env key), idle RSS");
-    const startup = await startupRun(dir, key, config);
-    log(`  ready in ${startup.readyAll.map((v) => v.toFixed(0)).join(", ")} ms; idle RSS ${fmt.mb(startup.idleRss)}`);
+    let startup: Awaited<ReturnType<typeof startupRun>> | undefined;
+    if (!THROUGHPUT_ONLY) {
+      log("\nstart to ready (env key)");
+      startup = await startupRun(dir, key, config);
+      log(`  ready in ${startup.readyAll.map((v) => v.toFixed(0)).join(", ")} ms`);
+    }
 
+    log(`\nstarting ${[...WANTED].filter((s) => s !== "nginx" || nginx !== undefined).map((s) => SHORT_NAME[s]).join(", ")}`);
     const mythiq = await startMythiq(config, dir, "main", key);
-    const bare = await startBare(upstream, dir, key);
-    const proxies = { bare, mythiq };
+    const bare = adopt(await startBare(peers));
+    const express = WANTED.has("express") ? adopt(await startExpress(peers, { tokenHash: app.hash, models: APP_MODELS })) : undefined;
+    const nginxPeer = nginx === undefined ? undefined : adopt(await startNginx(peers, nginx, app.token));
+    const systems = [bare, mythiq, express, nginxPeer].filter((s) => s !== undefined);
+    const names = systems.map((s) => s.name);
 
-    for (const p of [bare, mythiq]) {
-      const answer = await once(p.port, getModels(app.token));
-      if (answer.status !== 200) throw new Error(`${p.name}: GET /v1/models answered ${answer.status}: ${answer.body}`);
+    // Every system 1 s after it was up, before it has served anything.
+    await sleep(1000);
+    const idle: PerSystem<ReturnType<typeof rssPartsOf>> = {};
+    for (const s of systems) idle[s.name] = rssPartsOf(s.pids);
+    log(`  idle RSS: ${systems.map((s) => `${s.name} ${fmt.mb(idle[s.name]!.rss)}`).join(", ")}`);
+
+    log("\nchecking every system's answers");
+    const problems: string[] = [];
+    for (const s of systems) {
+      const found = await answerProblems(s, upstream, key, { token: app.token, model: APP_MODELS[0]!, ...CHECKS[s.name] });
+      problems.push(...found.map((p) => `${s.name}: ${p}`));
     }
-    const check = await modelCheckWorks(mythiq, app.token);
-    const postToken = check.works ? app.token : bulk.token;
-    const postMode = check.works ? "model check (client with `models`)" : "FALLBACK: client without `models` (no model check)";
-    if (!check.works) {
-      notes.push(
-        `POST /v1/images/generations: a client with \`models\` gets ${check.status} (${/"reason":"([a-z_]+)"/.exec(check.body)?.[1] ?? "?"}) for bodies, so the POST runs use a client without \`models\`: the model check is not measured yet. The bench switches to the client with \`models\` by itself once it answers 200.`,
-      );
-      log(`  note: POST with model check answers ${check.status}; measuring POST with a client without models`);
-    }
-    const post = postImage(postToken, APP_MODELS[0]!);
+    if (problems.length > 0) throw new Error(`a system answers wrongly, nothing was measured:\n  ${problems.join("\n  ")}`);
+    log(
+      `  all answer as expected: key injected, ${systems.filter((s) => CHECKS[s.name].checksToken).map((s) => s.name).join(", ")} refuse a wrong token, ${systems.filter((s) => CHECKS[s.name].checksModel).map((s) => s.name).join(", ")} an unlisted model`,
+    );
+
+    const get = getModels(app.token);
+    const post = postImage(app.token, APP_MODELS[0]!);
     const missingBefore = upstream.counts.withoutKey;
 
-    // Warm both processes (JIT, pools) before anything is counted.
-    for (const p of [bare, mythiq]) {
-      await throughput(p, getModels(app.token), { connections: PLAN.connections, warmupMs: 0, durationMs: 1000 });
-      await throughput(p, post, { connections: PLAN.connections, warmupMs: 0, durationMs: 500 });
+    // Warm every process (JIT, pools) before anything is counted.
+    for (const s of systems) {
+      await throughput(s, get, { connections: PLAN.connections, warmupMs: 0, durationMs: 1000 });
+      await throughput(s, post, { connections: PLAN.connections, warmupMs: 0, durationMs: 500 });
     }
 
     const tput = { connections: PLAN.connections, warmupMs: PLAN.warmupMs, durationMs: PLAN.durationMs };
-    log(`\nthroughput GET /v1/models: ${PLAN.rounds} rounds × ${PLAN.durationMs / 1000} s, ${PLAN.connections} connections`);
-    const getT = throughputSummary(await alternate(PLAN.rounds, proxies, (p) => throughput(p, getModels(app.token), tput), "GET"));
-    log(`  bare ${fmt.int(getT.bare.rps)} req/s, mythiq ${fmt.int(getT.mythiq.rps)} req/s, ratio ${fmt.ratio(getT.ratio)}`);
+    const rounds = (label: string) => ({ label, noisy: NOISY, log });
+    const logRates = (t: ReturnType<typeof throughputSummary>): void =>
+      log(`  ${names.map((n) => `${n} ${fmt.int(t.systems[n]?.rps ?? NaN)} req/s (p99 ${fmt.ms(t.systems[n]?.p99 ?? NaN)})`).join(", ")}`);
+    log(`\nthroughput GET /v1/models: ${PLAN.rounds} rounds × ${names.length} systems × ${PLAN.durationMs / 1000} s, ${PLAN.connections} connections`);
+    const getT = throughputSummary(await alternate(PLAN.rounds, systems, (p) => throughput(p, get, tput), rounds("GET")), names);
+    logRates(getT);
 
-    log(`\nthroughput POST /v1/images/generations (${post.body?.length} B JSON, ${postMode})`);
-    const postT = throughputSummary(await alternate(PLAN.rounds, proxies, (p) => throughput(p, post, tput), "POST"));
-    log(`  bare ${fmt.int(postT.bare.rps)} req/s, mythiq ${fmt.int(postT.mythiq.rps)} req/s, ratio ${fmt.ratio(postT.ratio)}`);
+    log(`\nthroughput POST /v1/images/generations (${post.body?.length} B JSON, listed model)`);
+    const postT = throughputSummary(await alternate(PLAN.rounds, systems, (p) => throughput(p, post, tput), rounds("POST")), names);
+    logRates(postT);
 
-    log(`\nlatency at ${PLAN.rate} req/s, GET /v1/models: ${PLAN.rounds} rounds × ${PLAN.latencyMs / 1000} s`);
-    const lat = latencySummary(
-      await alternate(PLAN.rounds, proxies, (p) => fixedRate(p, getModels(app.token), { rate: PLAN.rate, warmupMs: PLAN.warmupMs, durationMs: PLAN.latencyMs }), "latency"),
-    );
-    log(`  p50 bare ${fmt.ms(lat.bare.p50)} mythiq ${fmt.ms(lat.mythiq.p50)}; p99 bare ${fmt.ms(lat.bare.p99)} mythiq ${fmt.ms(lat.mythiq.p99)}`);
+    let lat: ReturnType<typeof latencySummary> | undefined;
+    let sse: Pair<SseResult> | undefined;
+    if (!THROUGHPUT_ONLY) {
+      log(`\nlatency at ${PLAN.rate} req/s, GET /v1/models: ${PLAN.rounds} rounds × ${PLAN.latencyMs / 1000} s`);
+      lat = latencySummary(
+        await alternate(PLAN.rounds, [bare, mythiq], (p) => fixedRate(p, get, { rate: PLAN.rate, warmupMs: PLAN.warmupMs, durationMs: PLAN.latencyMs }), rounds("latency")),
+      );
+      log(`  p50 bare ${fmt.ms(lat.bare.p50)} mythiq ${fmt.ms(lat.mythiq.p50)}; p99 bare ${fmt.ms(lat.bare.p99)} mythiq ${fmt.ms(lat.mythiq.p99)}`);
 
-    log(`\nServer-Sent Events: ${PLAN.sseEvents} events, 20 ms apart`);
-    const sseSpec: RequestSpec = { method: "GET", path: "/v1/events", headers: { authorization: `Bearer ${bulk.token}`, accept: "text/event-stream" } };
-    const sse = {
-      bare: await serverSentEvents(bare, upstream, sseSpec, { count: PLAN.sseEvents, intervalMs: 20 }),
-      mythiq: await serverSentEvents(mythiq, upstream, sseSpec, { count: PLAN.sseEvents, intervalMs: 20 }),
-    };
-    log(`  mythiq: ${sse.mythiq.events}/${sse.mythiq.expected} events, delay p50 ${fmt.ms(sse.mythiq.p50)} max ${fmt.ms(sse.mythiq.max)} (bare max ${fmt.ms(sse.bare.max)})`);
+      log(`\nServer-Sent Events: ${PLAN.sseEvents} events, 20 ms apart`);
+      const sseSpec: RequestSpec = { method: "GET", path: "/v1/events", headers: { authorization: `Bearer ${bulk.token}`, accept: "text/event-stream" } };
+      sse = {
+        bare: await serverSentEvents(bare, upstream, sseSpec, { count: PLAN.sseEvents, intervalMs: 20 }),
+        mythiq: await serverSentEvents(mythiq, upstream, sseSpec, { count: PLAN.sseEvents, intervalMs: 20 }),
+      };
+      log(`  mythiq: ${sse.mythiq.events}/${sse.mythiq.expected} events, delay p50 ${fmt.ms(sse.mythiq.p50)} max ${fmt.ms(sse.mythiq.max)} (bare max ${fmt.ms(sse.bare.max)})`);
+    }
 
     const missingKey = upstream.counts.withoutKey - missingBefore;
-    await bare.child.stop();
-    await mythiq.child.stop();
+    for (const s of systems) await s.child.stop();
     const auditLines = await mythiq.child.stdoutLines();
 
-    // Memory runs on fresh processes, one scenario each, so no run inherits another's heap.
-    const fresh = (name: "bare" | "mythiq", tag: string): Promise<ProxyUnderTest & { child: Child }> =>
-      name === "bare" ? startBare(upstream, dir, key) : startMythiq(config, dir, `${tag}`, key);
-    const up: Partial<Record<"bare" | "mythiq", BulkResult>> = {};
-    const down: Partial<Record<"bare" | "mythiq", BulkResult>> = {};
-    const hold: Partial<Record<"bare" | "mythiq", HoldResult>> = {};
-    log("\n100 MiB upload and download, each proxy fresh");
-    for (const name of ["bare", "mythiq"] as const) {
-      const proxy = await fresh(name, "bulk");
-      up[name] = await upload(proxy, upstream, bulk.token);
-      down[name] = await download(proxy, bulk.token);
-      await proxy.child.stop();
-      log(
-        `  ${name}: upload ${up[name].status} at ${up[name].mibPerSecond.toFixed(0)} MiB/s, RSS +${fmt.mb(up[name].rssGrowth)}; download ${down[name].status} at ${down[name].mibPerSecond.toFixed(0)} MiB/s, RSS +${fmt.mb(down[name].rssGrowth)}`,
-      );
+    const memory = THROUGHPUT_ONLY ? undefined : await memoryRuns(upstream, peers, dir, key, config, bulk.token);
+    let scr: Awaited<ReturnType<typeof scrapeRun>> | undefined;
+    if (!THROUGHPUT_ONLY) {
+      log("\n/metrics scrape, 50 clients × 10 routes × 20 models");
+      scr = await scrapeRun(upstream, dir, key, notes);
+      log(`  ${scr.source}: p50 ${fmt.ms(scr.p50)}, max ${fmt.ms(scr.max)}, ${fmt.int(scr.bytes)} bytes, ${fmt.int(scr.series)} samples (${fmt.int(scr.requestSeries)} requests_total)`);
     }
-    log(`\n${PLAN.holdCount} concurrent requests held ${PLAN.holdMs / 1000} s by the upstream, each proxy fresh`);
-    upstream.slowMs = PLAN.holdMs;
-    for (const name of ["bare", "mythiq"] as const) {
-      const proxy = await fresh(name, "hold");
-      const result = await concurrentHold(proxy, upstream, bulk.token, PLAN.holdCount);
-      hold[name] = result;
-      await proxy.child.stop();
-      log(`  ${name}: ${result.ok}/${result.requests} ok, ${result.errors} errors, ${result.heldAtOnce} held at once, RSS ${fmt.mb(result.rssBefore)} → ${fmt.mb(result.rssMax)}`);
-    }
-    const memory = { upload: up as Pair<BulkResult>, download: down as Pair<BulkResult>, hold: hold as Pair<HoldResult> };
-
-    log("\n/metrics scrape, 50 clients × 10 routes × 20 models");
-    const scr = await scrapeRun(upstream, dir, key, notes);
-    log(`  ${scr.source}: p50 ${fmt.ms(scr.p50)}, max ${fmt.ms(scr.max)}, ${fmt.int(scr.bytes)} bytes, ${fmt.int(scr.series)} samples (${fmt.int(scr.requestSeries)} requests_total)`);
 
     const noise = monitor.stop();
-    const repeated = getT.repeated + postT.repeated + lat.repeated;
+    const repeated = getT.repeated + postT.repeated + (lat?.repeated ?? 0);
     if (repeated > 0) notes.push(`${repeated} comparison round(s) were run again because other processes used more than ${fmt.pct(NOISY)} of the machine during them.`);
     if (noise.averageOtherShare > 0.05) {
       notes.push(
         `Other processes used ${fmt.pct(noise.averageOtherShare)} of this machine's CPU on average during the run (worst second ${fmt.pct(noise.worstOtherShare)}): the numbers are noisier than on a quiet machine.`,
       );
     }
-    if (missingKey !== 0) notes.push(`The upstream received ${missingKey} requests without the injected key: a proxy is broken.`);
+    if (missingKey !== 0) notes.push(`The upstream received ${missingKey} requests without the injected key: a system is broken.`);
     const sanity: string[] = [];
     for (const [name, t] of [["GET", getT], ["POST", postT]] as const) {
-      for (const side of ["bare", "mythiq"] as const) {
-        if (t[side].non2xx > 0 || t[side].errors > 0) sanity.push(`${name} ${side}: ${t[side].non2xx} non-2xx, ${t[side].errors} connection errors`);
+      for (const s of names) {
+        const side = t.systems[s]!;
+        if (side.non2xx > 0 || side.errors > 0) sanity.push(`${name} ${s}: ${side.non2xx} non-2xx, ${side.errors} connection errors`);
       }
     }
-    if (lat.mythiq.non2xx + lat.mythiq.errors + lat.bare.non2xx + lat.bare.errors > 0) sanity.push("latency run had non-2xx answers or errors");
-    for (const side of ["bare", "mythiq"] as const) {
-      const u = memory.upload[side];
-      const d = memory.download[side];
-      if (u.status !== 200 || u.bytes !== BULK_BYTES) sanity.push(`upload ${side}: status ${u.status}, upstream got ${u.bytes} bytes`);
-      if (d.status !== 200 || d.bytes !== BULK_BYTES) sanity.push(`download ${side}: status ${d.status}, client got ${d.bytes} bytes`);
+    if (lat !== undefined && lat.mythiq.non2xx + lat.mythiq.errors + lat.bare.non2xx + lat.bare.errors > 0) sanity.push("latency run had non-2xx answers or errors");
+    if (memory !== undefined) {
+      for (const side of ["bare", "mythiq"] as const) {
+        const u = memory.upload[side];
+        const d = memory.download[side];
+        if (u.status !== 200 || u.bytes !== BULK_BYTES) sanity.push(`upload ${side}: status ${u.status}, upstream got ${u.bytes} bytes`);
+        if (d.status !== 200 || d.bytes !== BULK_BYTES) sanity.push(`download ${side}: status ${d.status}, client got ${d.bytes} bytes`);
+      }
     }
     notes.push(...sanity.map((s) => `Sanity check failed: ${s}.`));
-    if (getT.mythiq.benchUtil > 0.9) {
-      notes.push(
-        `The load generator's core was ${fmt.pct(getT.mythiq.benchUtil)} busy during the mythiq GET rounds: throughput may be limited by the generator; compare CPU µs per request.`,
-      );
+    for (const s of names) {
+      const busy = getT.systems[s]!.benchUtil;
+      if (busy > 0.9) {
+        notes.push(
+          `The load generator's core was ${fmt.pct(busy)} busy during the ${SHORT_NAME[s]} GET rounds: that rate may be limited by the generator; compare CPU µs per request.`,
+        );
+      }
     }
 
-    const targets: Target[] = [
-      atLeast(
-        "throughput_get",
-        "Throughput GET /v1/models (client token), vs bare",
-        getT.ratio,
-        0.9,
-        fmt.ratio,
-        ` (${fmt.int(getT.mythiq.rps)} vs ${fmt.int(getT.bare.rps)} req/s; CPU per request ${fmt.ratio(getT.cpuRatio)})`,
-      ),
-      atLeast(
-        "throughput_post",
-        "Throughput POST /v1/images/generations 200 B JSON + model check, vs bare",
-        postT.ratio,
-        0.8,
-        fmt.ratio,
-        ` (${fmt.int(postT.mythiq.rps)} vs ${fmt.int(postT.bare.rps)} req/s; CPU per request ${fmt.ratio(postT.cpuRatio)})${check.works ? "" : " [no model check: fallback]"}`,
-        check.works ? undefined : "measured with a client without `models`",
-      ),
-      atMost("latency_p50", `Added latency p50 at ${PLAN.rate} req/s`, lat.addedP50, 0.5, fmt.ms, ` (${fmt.ms(lat.mythiq.p50)} vs ${fmt.ms(lat.bare.p50)})`),
-      atMost("latency_p99", `Added latency p99 at ${PLAN.rate} req/s`, lat.addedP99, 2, fmt.ms, ` (${fmt.ms(lat.mythiq.p99)} vs ${fmt.ms(lat.bare.p99)})`),
-      atMost(
-        "hold_errors",
-        `${PLAN.holdCount} concurrent requests held ${PLAN.holdMs / 1000} s: failures`,
-        memory.hold.mythiq.requests - memory.hold.mythiq.ok,
-        0,
-        fmt.int,
-        ` (${memory.hold.mythiq.ok} ok, ${memory.hold.mythiq.errors} connection errors, ${memory.hold.mythiq.heldAtOnce} held at once)`,
-      ),
-      atMost("hold_rss", `${PLAN.holdCount} concurrent requests held: proxy RSS`, memory.hold.mythiq.rssMax, 200e6, fmt.mb, ` (bare ${fmt.mb(memory.hold.bare.rssMax)})`),
-      atMost(
-        "upload_rss",
-        "100 MiB upload: RSS growth",
-        memory.upload.mythiq.rssGrowth,
-        40e6,
-        fmt.mb,
-        ` (bare ${fmt.mb(memory.upload.bare.rssGrowth)}; ${memory.upload.mythiq.mibPerSecond.toFixed(0)} MiB/s)`,
-      ),
-      atMost(
-        "download_rss",
-        "100 MiB download: RSS growth",
-        memory.download.mythiq.rssGrowth,
-        40e6,
-        fmt.mb,
-        ` (bare ${fmt.mb(memory.download.bare.rssGrowth)}; ${memory.download.mythiq.mibPerSecond.toFixed(0)} MiB/s)`,
-      ),
-      atMost("sse_delay", "SSE: slowest event, upstream write to client", sse.mythiq.events === sse.mythiq.expected ? sse.mythiq.max : Infinity, 5, fmt.ms, ` (p50 ${fmt.ms(sse.mythiq.p50)}, ${sse.mythiq.events}/${sse.mythiq.expected} events)`),
-      atMost("scrape", "/metrics scrape, 50 clients × 20 models × 10 routes", scr.p50, 50, fmt.ms, ` (max ${fmt.ms(scr.max)}, ${fmt.int(scr.requestSeries)} requests_total series)`),
-      atMost("start_to_ready", "Start to ready, env key", startup.readyMs, 1000, fmt.ms),
-      atMost("idle_rss", "Idle RSS", startup.idleRss, 80e6, fmt.mb, ` (anonymous ${fmt.mb(startup.idleAnon)}, file-backed ${fmt.mb(startup.idleFile)})`),
+    const targets = [
+      ...throughputTargets(getT, postT, idle),
+      ...(lat === undefined || sse === undefined || memory === undefined || scr === undefined || startup === undefined
+        ? []
+        : otherTargets(lat, sse, memory, scr, startup)),
     ];
 
-    const date = new Date().toISOString();
+    const command = `npm run bench${argv.length === 0 ? "" : ` -- ${argv.join(" ")}`}`;
     const result = {
-      date,
-      command: `npm run bench${argv.length === 0 ? "" : ` -- ${argv.join(" ")}`}`,
+      date: new Date().toISOString(),
+      command,
       machine: meta,
       pinned,
       node_flags: NODE_FLAGS,
+      mythiq_env: MYTHIQ_ENV,
       noise,
       plan: PLAN,
-      post_mode: postMode,
+      layout: { benchCore: BENCH_CORE, proxyCore: PROXY_CORE, noisy: NOISY },
+      systems: names,
+      nginx: nginx ?? null,
       targets,
       measurements: {
-        throughput_get: getT,
-        throughput_post: postT,
-        latency: lat,
-        sse,
-        ...memory,
-        scrape: scr,
-        startup,
+        idle_rss: idle,
+        throughput_get: { ...getT, versus: versusTable(getT, names) },
+        throughput_post: { ...postT, versus: versusTable(postT, names) },
+        ...(lat === undefined ? {} : { latency: lat }),
+        ...(sse === undefined ? {} : { sse }),
+        ...(memory ?? {}),
+        ...(scr === undefined ? {} : { scrape: scr }),
+        ...(startup === undefined ? {} : { startup }),
         audit_lines: auditLines,
       },
       notes,
     };
 
+    const table = sideBySide(names, getT, postT, idle, SHORT_NAME);
+    log(`\n${markdownTable(table.head, table.rows, table.align)}`);
     log(`\n${consoleTable(targets)}`);
     for (const note of notes) log(`note: ${note}`);
     log(`audit lines written by the main mythiq-proxy process: ${auditLines ?? "?"}`);
 
     mkdirSync(RESULTS, { recursive: true });
-    const jsonFile = path.join(RESULTS, QUICK ? "quick.json" : "latest.json");
+    const base = THROUGHPUT_ONLY ? "throughput" : QUICK ? "quick" : "latest";
+    const jsonFile = path.join(RESULTS, `${base}${THROUGHPUT_ONLY && QUICK ? "-quick" : ""}.json`);
     writeFileSync(jsonFile, JSON.stringify(result, null, 2) + "\n");
     log(`\nwrote ${path.relative(ROOT, jsonFile)}`);
-    if (!QUICK) {
+    if (!QUICK && !THROUGHPUT_ONLY && lat !== undefined && sse !== undefined && memory !== undefined && scr !== undefined && startup !== undefined) {
       const file = path.join(ROOT, "BENCHMARKS.md");
-      writeFileSync(file, benchmarksMarkdown(result, keptNotes(file)));
+      const measurements = { ...result.measurements, latency: lat, sse, ...memory, scrape: scr, startup };
+      writeFileSync(file, benchmarksMarkdown({ ...result, measurements }, keptNotes(file)));
       log("wrote BENCHMARKS.md");
     }
     return targets.every((t) => t.pass) ? 0 : 1;
   } finally {
+    await Promise.all([...running].map((child) => child.stop(1000)));
     await upstream.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function benchmarksMarkdown(
-  r: {
-    date: string;
-    command: string;
-    machine: Record<string, string | number>;
-    pinned: boolean;
-    node_flags: readonly string[];
-    noise: { averageOtherShare: number; worstOtherShare: number };
-    post_mode: string;
-    targets: readonly Target[];
-    measurements: {
-      throughput_get: ReturnType<typeof throughputSummary>;
-      throughput_post: ReturnType<typeof throughputSummary>;
-      latency: ReturnType<typeof latencySummary>;
-      sse: Pair<{ p50: number; max: number; events: number; expected: number }>;
-      upload: Pair<BulkResult>;
-      download: Pair<BulkResult>;
-      hold: Pair<HoldResult>;
-      scrape: { source: string; p50: number; max: number; bytes: number; series: number; requestSeries: number };
-      startup: { readyAll: number[]; idleRss: number; idleAnon: number; idleFile: number };
-      audit_lines: number | undefined;
-    };
-    notes: readonly string[];
-  },
-  kept: string,
-): string {
-  const m = r.measurements;
-  const t = (x: ReturnType<typeof throughputSummary>, name: string) =>
-    (["bare", "mythiq"] as const).map((side) => [
-      name,
-      side === "bare" ? "bare http-proxy-3" : "mythiq-proxy",
-      fmt.int(x[side].rps),
-      fmt.pct(x[side].proxyUtil),
-      x[side].cpuUsPerRequest.toFixed(0),
-      fmt.pct(x[side].benchUtil),
-      x.rounds.map((round) => fmt.int(round[side].rps)).join(", "),
-    ]);
-  const passed = r.targets.filter((x) => x.pass).length;
-  return `# Benchmarks
+/** Every system against every other in one throughput comparison (rows: a, columns: b). */
+function versusTable(t: ReturnType<typeof throughputSummary>, names: readonly SystemName[]) {
+  const out: PerSystem<PerSystem<ReturnType<typeof versus>>> = {};
+  for (const a of names) {
+    const row: PerSystem<ReturnType<typeof versus>> = {};
+    for (const b of names) if (a !== b) row[b] = versus(t, a, b);
+    out[a] = row;
+  }
+  return out;
+}
 
-Generated by \`${r.command}\` (bench/run.ts) on ${r.date}. Everything above the notes marker at the
-end is rewritten by each run; raw numbers are in \`bench/results/latest.json\`.
+/** Issue 14's throughput, tail and idle-memory targets. The Express ratios only when it took part. */
+function throughputTargets(
+  getT: ReturnType<typeof throughputSummary>,
+  postT: ReturnType<typeof throughputSummary>,
+  idle: PerSystem<ReturnType<typeof rssPartsOf>>,
+): Target[] {
+  const rate = (t: ReturnType<typeof throughputSummary>, peer: SystemName): string => {
+    const v = versus(t, "mythiq", peer);
+    return ` (${fmt.int(t.systems.mythiq!.rps)} vs ${fmt.int(t.systems[peer]!.rps)} req/s; CPU per request ${fmt.ratio(v.cpuRatio)})`;
+  };
+  const targets: Target[] = [
+    atLeast("throughput_get", "Throughput GET /v1/models (client token), vs bare", versus(getT, "mythiq", "bare").ratio, 0.9, fmt.ratio, rate(getT, "bare")),
+  ];
+  if (getT.systems.express !== undefined) {
+    targets.push(atLeast("throughput_get_express", "Throughput GET /v1/models, vs the Express proxy", versus(getT, "mythiq", "express").ratio, 1.3, fmt.ratio, rate(getT, "express")));
+  }
+  targets.push(
+    atLeast("throughput_post", "Throughput POST /v1/images/generations 200 B JSON + model check, vs bare", versus(postT, "mythiq", "bare").ratio, 0.8, fmt.ratio, rate(postT, "bare")),
+  );
+  if (postT.systems.express !== undefined) {
+    targets.push(
+      atLeast("throughput_post_express", "Throughput POST /v1/images/generations + model check, vs the Express proxy", versus(postT, "mythiq", "express").ratio, 1.3, fmt.ratio, rate(postT, "express")),
+    );
+  }
+  const p99 = { mythiq: getT.systems.mythiq!.p99, bare: getT.systems.bare!.p99 };
+  targets.push(
+    atMost("p99_saturation", `GET p99 at saturation (${PLAN.connections} connections, closed loop), vs bare`, p99.mythiq / p99.bare, 1.5, fmt.ratio, ` (${fmt.ms(p99.mythiq)} vs ${fmt.ms(p99.bare)})`),
+  );
+  const rss = idle.mythiq!;
+  targets.push(atMost("idle_rss", "Idle RSS", rss.rss, 70e6, fmt.mb, ` (anonymous ${fmt.mb(rss.anon)}, file-backed ${fmt.mb(rss.file)}; bare ${fmt.mb(idle.bare?.rss ?? NaN)})`));
+  return targets;
+}
 
-${markdownTable(
-  ["", ""],
-  [
-    ["command", `\`${r.command}\``],
-    ["date", r.date],
-    ["machine", `${r.machine["cpu"]}, ${r.machine["cores"]} cores, ${r.machine["memory_gib"]} GiB, ${r.machine["os"]}`],
-    ["Node.js", `${String(r.machine["node"])}${r.node_flags.length === 0 ? "" : `, both proxies run with \`${r.node_flags.join(" ")}\``}`],
-    ["commit", String(r.machine["commit"])],
-    ["pinning", r.pinned ? `load generator + upstream on core ${BENCH_CORE}; the proxy under test on core ${PROXY_CORE} (taskset)` : "none (needs taskset and 2 cores)"],
-    ["other load", `processes outside the benchmark used ${fmt.pct(r.noise.averageOtherShare)} of all cores on average (worst second ${fmt.pct(r.noise.worstOtherShare)})`],
-    [
-      "rounds",
-      `${PLAN.rounds} alternating rounds per comparison (bare, mythiq / mythiq, bare …), ${PLAN.durationMs / 1000} s each after ${PLAN.warmupMs / 1000} s warm-up; medians. A round during which other processes used over ${fmt.pct(NOISY)} of the machine is run again (at most ${PLAN.rounds} times per comparison).`,
-    ],
-  ],
-)}
+/** The targets of the scenarios the throughput-only run leaves out. */
+function otherTargets(
+  lat: ReturnType<typeof latencySummary>,
+  sse: Pair<SseResult>,
+  memory: { upload: Pair<BulkResult>; download: Pair<BulkResult>; hold: Pair<HoldResult> },
+  scr: Awaited<ReturnType<typeof scrapeRun>>,
+  startup: Awaited<ReturnType<typeof startupRun>>,
+): Target[] {
+  const up = memory.upload;
+  const hold = memory.hold.mythiq;
+  const holdRss = atMost(
+    "hold_rss",
+    `${PLAN.holdCount} concurrent requests held ${PLAN.holdMs / 1000} s, all answered: proxy RSS`,
+    hold.rssMax,
+    200e6,
+    fmt.mb,
+    ` (${hold.ok}/${hold.requests} ok, ${hold.errors} connection errors, ${hold.heldAtOnce} held at once; bare ${fmt.mb(memory.hold.bare.rssMax)})`,
+  );
+  return [
+    atMost(
+      "upload_rss",
+      "100 MiB upload: RSS growth beyond bare's",
+      up.mythiq.rssGrowth - up.bare.rssGrowth,
+      5e6,
+      fmt.mb,
+      ` (${fmt.mb(up.mythiq.rssGrowth)} vs ${fmt.mb(up.bare.rssGrowth)}; ${up.mythiq.mibPerSecond.toFixed(0)} MiB/s)`,
+    ),
+    // The RSS of a run in which requests failed says nothing about holding them all.
+    { ...holdRss, pass: holdRss.pass && hold.ok === hold.requests },
+    atMost("latency_p99", `Added latency p99 at ${PLAN.rate} req/s`, lat.addedP99, 2, fmt.ms, ` (${fmt.ms(lat.mythiq.p99)} vs ${fmt.ms(lat.bare.p99)})`),
+    atMost("sse_delay", "SSE: slowest event, upstream write to client", sse.mythiq.events === sse.mythiq.expected ? sse.mythiq.max : Infinity, 5, fmt.ms, ` (p50 ${fmt.ms(sse.mythiq.p50)}, ${sse.mythiq.events}/${sse.mythiq.expected} events)`),
+    atMost("scrape", "/metrics scrape, 50 clients × 20 models × 10 routes", scr.p50, 50, fmt.ms, ` (max ${fmt.ms(scr.max)}, ${fmt.int(scr.requestSeries)} requests_total series)`),
+    atMost("start_to_ready", "Start to ready, env key", startup.readyMs, 1000, fmt.ms),
+  ];
+}
 
-## Targets: ${passed} of ${r.targets.length} met
-
-Ratios and added latency are against a bare http-proxy-3 pass-through measured in the same run.
-MB = 10⁶ bytes.
-
-${markdownTable(
-  ["", "target", "limit", "measured"],
-  r.targets.map((x) => [x.pass ? "PASS" : "**FAIL**", x.text, x.limit, x.measured]),
-)}
-${r.notes.length === 0 ? "" : `\n${r.notes.map((n) => `- ${n}`).join("\n")}\n`}
-## Throughput
-
-Closed loop, ${PLAN.connections} keep-alive connections. POST mode: ${r.post_mode}. "proxy CPU" is the proxy
-process's share of its core in the measured window; "µs/req" its CPU time per request (the cost that
-does not depend on whether the generator or the proxy saturates, and the number to watch on a busy
-machine: bare µs/req ÷ mythiq µs/req was ${fmt.ratio(m.throughput_get.cpuRatio)} for GET and ${fmt.ratio(m.throughput_post.cpuRatio)} for POST);
-"generator CPU" the share of core ${BENCH_CORE} used by the load generator and the upstream together.
-
-${markdownTable(
-  ["request", "proxy", "req/s (median)", "proxy CPU", "µs/req", "generator CPU", "rounds (req/s)"],
-  [...t(m.throughput_get, "GET /v1/models"), ...t(m.throughput_post, "POST /v1/images/generations")],
-  ["l", "l", "r", "r", "r", "r", "l"],
-)}
-
-## Latency at ${PLAN.rate} req/s (open loop, GET /v1/models)
-
-Measured from when each request was due, so a stall counts against every request it delayed.
-
-${markdownTable(
-  ["proxy", "p50", "p99", "max"],
-  [
-    ["bare http-proxy-3", fmt.ms(m.latency.bare.p50), fmt.ms(m.latency.bare.p99), fmt.ms(m.latency.bare.max)],
-    ["mythiq-proxy", fmt.ms(m.latency.mythiq.p50), fmt.ms(m.latency.mythiq.p99), fmt.ms(m.latency.mythiq.max)],
-    ["added (median of per-round differences)", fmt.ms(m.latency.addedP50), fmt.ms(m.latency.addedP99), ""],
-  ],
-  ["l", "r", "r", "r"],
-)}
-
-## Streams, memory, scrape, start-up
-
-${markdownTable(
-  ["measurement", "value"],
-  [
-    ["SSE delay, mythiq-proxy (p50 / max)", `${fmt.ms(m.sse.mythiq.p50)} / ${fmt.ms(m.sse.mythiq.max)} over ${m.sse.mythiq.events} events`],
-    ["SSE delay, bare (p50 / max)", `${fmt.ms(m.sse.bare.p50)} / ${fmt.ms(m.sse.bare.max)}`],
-    ...(["bare", "mythiq"] as const).flatMap((side) => {
-      const who = side === "bare" ? "bare http-proxy-3" : "mythiq-proxy";
-      const u = m.upload[side];
-      const d = m.download[side];
-      const h = m.hold[side];
-      return [
-        [`100 MiB upload, ${who}`, `${u.mibPerSecond.toFixed(0)} MiB/s, RSS ${fmt.mb(u.rssBefore)} + ${fmt.mb(u.rssGrowth)}`],
-        [`100 MiB download, ${who}`, `${d.mibPerSecond.toFixed(0)} MiB/s, RSS ${fmt.mb(d.rssBefore)} + ${fmt.mb(d.rssGrowth)}`],
-        [`${h.requests} held requests, ${who}`, `${h.ok} ok, ${h.heldAtOnce} held at once at the upstream, RSS ${fmt.mb(h.rssBefore)} → ${fmt.mb(h.rssMax)}`],
-      ];
-    }),
-    ["/metrics scrape", `${fmt.ms(m.scrape.p50)} median, ${fmt.ms(m.scrape.max)} max; ${fmt.int(m.scrape.bytes)} bytes, ${fmt.int(m.scrape.series)} samples; series from ${m.scrape.source}`],
-    ["start to ready (each start)", m.startup.readyAll.map((v) => fmt.ms(v)).join(", ")],
-    ["idle RSS 1 s after ready", `${fmt.mb(m.startup.idleRss)} (anonymous ${fmt.mb(m.startup.idleAnon)}, file-backed ${fmt.mb(m.startup.idleFile)})`],
-    ["audit lines written by the main run", fmt.int(m.audit_lines ?? NaN)],
-  ],
-)}
-
-## Method
-
-- Upstream: a Node HTTP server in the benchmark process (bench/upstream.ts) answering from prebuilt
-  buffers with \`content-length\`; it counts requests that lack the injected key (there must be none).
-- Baseline: bench/bare-proxy.ts, \`http-proxy-3\` with a keep-alive agent and \`headers: {authorization}\`,
-  nothing else; run as plain JavaScript (types stripped into a temp file), so Node's TypeScript
-  stripper does not add its ~17 MB to the baseline's RSS.
-- mythiq-proxy: \`node dist/main.js --config <temp>\` (bench/config.ts): three clients, the main one with
-  a token, five routes and a five-model allowlist; rate limits and concurrency set high; audit log on,
-  its stdout counted by \`wc -l\`; metrics on (the admin port is not scraped during the load runs).
-- Load: bench/load.ts, raw keep-alive HTTP/1.1 connections with prebuilt requests and a minimal
-  response parser, so the generator's core is not what saturates first.
-- RSS (\`VmRSS\`, anonymous + file-backed pages) and CPU time are read from \`/proc/<pid>\`; RSS is
-  sampled every 20 ms (100 ms during the hold). Memory runs use a fresh process per scenario.
-- Rounds: the noise check compares the machine's busy time (\`/proc/stat\`) with the CPU time of the
-  benchmark and its children; other processes' share is reported per round in the JSON.
-- Profiles: \`npm run bench -- --profile\` writes \`bench/results/profile.md\` (node --cpu-prof of each
-  proxy under the same load).
-
-${kept}`;
+/** Upload, download and the held requests, on a fresh process per system and scenario, so no run inherits another's heap. */
+async function memoryRuns(upstream: Upstream, peers: PeerContext, dir: string, key: string, config: string, token: string) {
+  const fresh = (name: "bare" | "mythiq", tag: string): Promise<ProxyUnderTest & { child: Child }> =>
+    name === "bare" ? startBare(peers).then(adopt) : startMythiq(config, dir, tag, key);
+  const up: { bare?: BulkResult; mythiq?: BulkResult } = {};
+  const down: { bare?: BulkResult; mythiq?: BulkResult } = {};
+  const hold: { bare?: HoldResult; mythiq?: HoldResult } = {};
+  log("\n100 MiB upload and download, each proxy fresh");
+  for (const name of ["bare", "mythiq"] as const) {
+    const proxy = await fresh(name, "bulk");
+    const u = await upload(proxy, upstream, token);
+    const d = await download(proxy, token);
+    up[name] = u;
+    down[name] = d;
+    await proxy.child.stop();
+    log(`  ${name}: upload ${u.status} at ${u.mibPerSecond.toFixed(0)} MiB/s, RSS +${fmt.mb(u.rssGrowth)}; download ${d.status} at ${d.mibPerSecond.toFixed(0)} MiB/s, RSS +${fmt.mb(d.rssGrowth)}`);
+  }
+  log(`\n${PLAN.holdCount} concurrent requests held ${PLAN.holdMs / 1000} s by the upstream, each proxy fresh`);
+  upstream.slowMs = PLAN.holdMs;
+  for (const name of ["bare", "mythiq"] as const) {
+    const proxy = await fresh(name, "hold");
+    const result = await concurrentHold(proxy, upstream, token, PLAN.holdCount);
+    hold[name] = result;
+    await proxy.child.stop();
+    log(`  ${name}: ${result.ok}/${result.requests} ok, ${result.errors} errors, ${result.heldAtOnce} held at once, RSS ${fmt.mb(result.rssBefore)} → ${fmt.mb(result.rssMax)}`);
+  }
+  return { upload: up as Pair<BulkResult>, download: down as Pair<BulkResult>, hold: hold as Pair<HoldResult> };
 }
 
 main().then(

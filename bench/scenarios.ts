@@ -7,10 +7,16 @@ import { BULK_BYTES, type Upstream } from "./upstream.ts";
 import { closedLoop, connect, encodeRequest, openLoop, sleep, summarize, type Connection, type RequestSpec } from "./load.ts";
 import { cpuWindow, rssBytes, sampleRss } from "./proc.ts";
 
+/** The systems the benchmark knows: the proxy under test and its peers (bench/peers/). */
+export type SystemName = "mythiq" | "bare" | "express" | "nginx";
+
 export interface ProxyUnderTest {
-  readonly name: "bare" | "mythiq";
+  readonly name: SystemName;
   readonly port: number;
+  /** The process that serves requests: its CPU time is measured (nginx: the worker). */
   readonly pid: number;
+  /** All of the system's processes (nginx: master and worker), for RSS and the noise check. */
+  readonly pids: readonly number[];
 }
 
 export interface ThroughputRound {

@@ -2,7 +2,7 @@
  * The baseline: a bare http-proxy-3 pass-through that injects the key header and does nothing else
  * (no checks, no metrics, no log). Run as its own process by bench/run.ts:
  *
- *   BENCH_KEY=... node bench/bare-proxy.ts <listen port> <upstream port>
+ *   BENCH_KEY=... node bench/peers/bare-proxy.ts <listen port> <upstream port>
  */
 import http from "node:http";
 import { createProxyServer } from "http-proxy-3";
@@ -10,7 +10,7 @@ import { createProxyServer } from "http-proxy-3";
 const [listenPort, upstreamPort] = process.argv.slice(2).map(Number);
 const key = process.env["BENCH_KEY"] ?? "";
 if (listenPort === undefined || upstreamPort === undefined || key === "") {
-  process.stderr.write("usage: BENCH_KEY=... node bench/bare-proxy.ts <listen port> <upstream port>\n");
+  process.stderr.write("usage: BENCH_KEY=... node bench/peers/bare-proxy.ts <listen port> <upstream port>\n");
   process.exit(2);
 }
 
