@@ -1,5 +1,5 @@
 /**
- * Targets (issue 8) with PASS/FAIL, the console table, `bench/results/*.json` and BENCHMARKS.md.
+ * Targets (issues 8 and 14) with PASS/FAIL, the console table, `bench/results/*.json` and BENCHMARKS.md.
  * BENCHMARKS.md is regenerated above the notes marker; what is written below it by hand is kept.
  */
 import { existsSync, readFileSync } from "node:fs";
