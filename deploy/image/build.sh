@@ -9,8 +9,9 @@
 #   images are (no apt lists, docs, man pages or locales);
 #   + /usr/local/bin/node: the Node 24 binary of the `node` devDependency (so `npm ci` first);
 #   + npm 11 in /usr/local/lib/node_modules/npm, linked as /usr/local/bin/npm and npx;
-#   + the machine's extra CA bundle ($NODE_EXTRA_CA_CERTS), with that variable set in the image, so
-#     `npm ci` inside the build reaches the registry through this network.
+#   + the machine's CA bundle ($NODE_EXTRA_CA_CERTS, else npm's cafile, else the system bundle), with
+#     NODE_EXTRA_CA_CERTS set to it in the image, so `npm ci` inside the build reaches the registry
+#     through this network.
 # A stand-in is reused while its label (Node version, Debian release, CA bundle, this recipe) still
 # matches; a real node:24-bookworm-slim already in podman's storage is used as it is. The minbase
 # tree is also kept, as a tarball in $MYTHIQ_IMAGE_CACHE (default ~/.cache/mythiq-proxy-image), for
@@ -27,7 +28,7 @@ BASE=docker.io/library/node:24-bookworm-slim
 RELEASE=bookworm
 # Bump when what goes into the stand-in base changes: the cached one and the minbase tree are remade.
 RECIPE=3
-CACHE=${MYTHIQ_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mythiq-proxy-image}
+CACHE=${MYTHIQ_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/mythiq-proxy-image}
 # vfs: the storage driver that works in every sandbox (overlay needs kernel and file system support).
 PODMAN=(podman --storage-driver vfs)
 STAND_IN_LABEL=io.mythiq-proxy.stand-in
@@ -118,10 +119,14 @@ ensure_base() {
   local node_version ca="" ca_sum=none key
   node_version=$("$node" --version)
   case "$node_version" in v24.*) ;; *) die "the node devDependency is $node_version, the Dockerfile's base is Node 24" ;; esac
-  if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r "$NODE_EXTRA_CA_CERTS" ]; then
-    ca=$NODE_EXTRA_CA_CERTS
-    ca_sum=$(sha256sum "$ca" | cut -c1-16)
-  fi
+  # The CAs this machine trusts, for npm inside the build: $NODE_EXTRA_CA_CERTS, else npm's cafile,
+  # else the system bundle (a local CA added with update-ca-certificates is in it; a fresh Debian
+  # tree has only Debian's).
+  local candidate
+  for candidate in "${NODE_EXTRA_CA_CERTS:-}" "$(npm config get cafile 2>/dev/null || true)" /etc/ssl/certs/ca-certificates.crt; do
+    if [ -n "$candidate" ] && [ -f "$candidate" ] && [ -r "$candidate" ]; then ca=$candidate; break; fi
+  done
+  [ -z "$ca" ] || ca_sum=$(sha256sum "$ca" | cut -c1-16)
   key="recipe=$RECIPE node=$node_version debian=$RELEASE npm=11 ca=$ca_sum"
 
   if "${PODMAN[@]}" image exists "$BASE"; then
