@@ -1,149 +1,249 @@
-// The container image's runtime stage, reproduced without Docker: a fresh directory with only
-// package.json, package-lock.json, config/ and a dist/ built as the Dockerfile's build stage builds
-// it, then `npm ci --omit=dev --ignore-scripts` exactly as its deps stage runs it. That install
-// must hold no dev dependency, pass `check`, proxy a request with the key injected, reload on
-// SIGHUP (the reload validator is a separate file in dist/), drain on SIGTERM with exit 0, and
-// write nothing to its directory (the image runs with a read-only root file system).
+// The container image itself, as built from the Dockerfile by `npm run image:build` (podman,
+// deploy/image/build.sh), run as a container runtime runs it (deploy/image/run.sh): the image's own
+// file system as a read-only root, its USER, ENV, WORKDIR and ENTRYPOINT, PID 1 of its namespace,
+// the config directory mounted read-only at /etc/mythiq-proxy and no writable volume. Not dist/.
 //
-// Needs the npm registry (or a warm npm cache): CI has both. Slow by nature (an install and a
-// TypeScript build), so this file has a longer timeout than the others.
-import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+// .ci/run builds the image before `npm test`, and with CI set a missing or stale image fails this
+// file. Elsewhere (no podman, not root, image not built or built from other sources) it is skipped
+// with the reason; `npm run image` builds the image and runs this file.
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { IMAGE, imageSize, imageUnavailable, inspectImage, mountImage, runImage, startImage } from "../helpers/container-image.ts";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
+import { freePort } from "../helpers/free-port.ts";
 import { request } from "../helpers/ops.ts";
 import { configYaml, TEST_KEY, TOKEN } from "../helpers/proxy-harness.ts";
-import { freePort } from "../helpers/free-port.ts";
+import { connectRaw } from "../helpers/raw-http.ts";
 
-t.setTimeout(600_000);
+t.setTimeout(300_000);
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const app = mkdtempSync(join(tmpdir(), "mythiq-proxy-image-"));
-t.teardown(() => rmSync(app, { recursive: true, force: true }));
+const CONFIG_PATH = "/etc/mythiq-proxy/proxy.yaml";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+const unavailable = imageUnavailable();
+if (unavailable !== undefined) {
+  if (process.env["CI"] !== undefined && process.env["CI"] !== "" && process.env["CI"] !== "false") {
+    t.fail(`the image test cannot run in CI: ${unavailable}`);
+  } else {
+    t.plan(0, `skipped: ${unavailable}`);
+  }
+} else {
+  imageTests();
 }
 
-function run(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    const guard = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 300_000);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function listFiles(dir: string): string[] {
-  const out: string[] = [];
+/** Every entry below `dir`, as `path size mtime mode uid`: what a write anywhere would change. */
+function snapshot(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
   const walk = (d: string): void => {
-    for (const entry of readdirSync(d, { withFileTypes: true })) {
-      const path = join(d, entry.name);
-      if (entry.isDirectory()) walk(path);
-      else out.push(`${relative(app, path)}:${statSync(path).mtimeMs}`);
+    for (const name of readdirSync(d)) {
+      const path = join(d, name);
+      const stat = lstatSync(path);
+      out.set(relative(dir, path), `${stat.size} ${stat.mtimeMs} ${stat.mode} ${stat.uid}`);
+      if (stat.isDirectory()) walk(path);
     }
   };
   walk(dir);
-  return out.sort();
+  return out;
 }
 
+function differences(before: Map<string, string>, after: Map<string, string>): string[] {
+  const changed: string[] = [];
+  for (const [path, facts] of after) if (before.get(path) !== facts) changed.push(path);
+  for (const path of before.keys()) if (!after.has(path)) changed.push(`${path} (removed)`);
+  return changed;
+}
 
-t.test("build and production-only install, as the Dockerfile does", async (t) => {
-  for (const file of ["package.json", "package-lock.json"]) cpSync(join(ROOT, file), join(app, file));
-  cpSync(join(ROOT, "config"), join(app, "config"), { recursive: true });
+/** A config directory on this machine, mounted into the image at /etc/mythiq-proxy. */
+function configDir(yaml: string): { dir: string; write(yaml: string): void } {
+  const dir = mkdtempSync(join(tmpdir(), "mythiq-proxy-image-config-"));
+  chmodSync(dir, 0o755); // readable by the image's user, as a ConfigMap volume is
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (text: string): void => {
+    // Replaced in one rename, as an editor or the kubelet would: never read half written.
+    writeFileSync(join(dir, ".proxy.yaml.new"), text);
+    renameSync(join(dir, ".proxy.yaml.new"), join(dir, "proxy.yaml"));
+  };
+  write(yaml);
+  return { dir, write };
+}
 
-  const build = await run(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", join(app, "dist")], { cwd: ROOT });
-  t.equal(build.code, 0, `tsc build: ${build.stdout}${build.stderr}`);
-  t.ok(existsSync(join(app, "dist/main.js")) && existsSync(join(app, "dist/config/validate-child.js")), "dist/ has the entry and the reload validator");
+function imageTests(): void {
+  const config = inspectImage();
+  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> };
 
-  const install = await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], {
-    cwd: app,
-    env: { ...process.env, npm_config_update_notifier: "false" },
+  t.test("the image's configuration: non-root USER, ENTRYPOINT with npm start's flags, ENV", async (t) => {
+    const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
+    t.equal(config.User, user, "USER as the Dockerfile sets it");
+    t.match(config.User, /^[1-9]\d*:[1-9]\d*$/, "a numeric UID:GID, not root");
+
+    const start = /^node (.*) dist\/main\.js --config config\/proxy\.yaml$/.exec(pkg.scripts["start"] ?? "");
+    t.ok(start, "npm start runs node FLAGS dist/main.js");
+    t.same(config.Entrypoint, ["node", ...(start?.[1] ?? "").split(" "), "dist/main.js"], "ENTRYPOINT: the same node flags as npm start");
+    t.notOk(config.Cmd?.length, "no CMD: `docker run IMAGE` runs the proxy, `docker run IMAGE check` checks");
+    t.equal(config.WorkingDir, "/app");
+    t.ok(config.Env?.includes("NODE_ENV=production"));
+    t.ok(config.Env?.includes(`MYTHIQ_PROXY_CONFIG=${CONFIG_PATH}`), "the config path defaults to the mount point");
+    t.same(Object.keys(config.ExposedPorts ?? {}).sort(), ["8080/tcp", "9090/tcp"]);
   });
-  t.equal(install.code, 0, `npm ci --omit=dev: ${install.stderr.slice(-2000)}`);
 
-  const modules = join(app, "node_modules");
-  for (const dev of ["typescript", "tap", "eslint", "node", "@types/node", "typescript-eslint"]) {
-    t.notOk(existsSync(join(modules, dev)), `no dev dependency: ${dev}`);
-  }
-  for (const dep of ["http-proxy-3", "yaml", "zod", "prom-client", "node-vault", "@aws-sdk/client-secrets-manager", "jose", "ioredis"]) {
-    t.ok(existsSync(join(modules, dep)), `runtime dependency present: ${dep}`);
-  }
-});
+  t.test("/app holds the built proxy and its production dependencies, nothing else", async (t) => {
+    const root = mountImage(t);
+    const app = join(root, "app");
+    t.same(readdirSync(app).sort(), ["config", "dist", "node_modules", "package.json"]);
+    t.ok(existsSync(join(app, "dist/main.js")) && existsSync(join(app, "dist/config/validate-child.js")), "dist/ has the entry and the reload validator");
 
-t.test("the production install checks configs, proxies, reloads and drains", async (t) => {
-  const main = join(app, "dist/main.js");
-  const env = { PATH: process.env["PATH"], NODE_ENV: "production" };
-
-  const ok = await run(process.execPath, [main, "check", "--config", "config/proxy.yaml"], { cwd: app, env });
-  t.equal(ok.code, 0, `check passes: ${ok.stderr}`);
-  writeFileSync(join(app, "bad.yaml"), "clients: 3\n");
-  const bad = await run(process.execPath, [main, "check", "--config", "bad.yaml"], { cwd: app, env });
-  t.equal(bad.code, 78, "check refuses a bad config with 78");
-
-  const upstream = await startFakeUpstream();
-  t.teardown(() => upstream.close());
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const yaml = configYaml(upstream.url).replace("port: 8080", `port: ${port}`).replace("port: 9090", `port: ${adminPort}`);
-  const configFile = join(app, "run.yaml");
-  writeFileSync(configFile, yaml);
-  const before = listFiles(app);
-
-  const child = spawn(process.execPath, [main, "--config", configFile], { cwd: app, env: { ...env, MYTHIQ_API_KEY: TEST_KEY }, stdio: ["ignore", "pipe", "pipe"] });
-  const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  t.teardown(() => {
-    clearTimeout(guard);
-    if (child.exitCode === null) child.kill("SIGKILL");
-  });
-  let stdout = "";
-  const waiters = new Set<() => void>();
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-    for (const wake of [...waiters]) wake();
-  });
-  child.stderr.resume();
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const logged = (msg: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (stdout.includes(`"msg":"${msg}"`)) {
-          waiters.delete(check);
-          resolve();
-        } else if (child.exitCode !== null) {
-          waiters.delete(check);
-          reject(new Error(`exited before "${msg}": ${stdout}`));
+    // Exactly the packages `npm ci --omit=dev` installs: every one the lock file needs at run time,
+    // no dev dependency, nothing the lock file does not name.
+    const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8")) as {
+      packages: Record<string, { dev?: boolean; optional?: boolean; devOptional?: boolean }>;
+    };
+    const packages: string[] = [];
+    const visit = (modules: string): void => {
+      for (const name of readdirSync(join(app, modules))) {
+        if (name.startsWith(".")) continue; // .bin, .package-lock.json
+        const names = name.startsWith("@") ? readdirSync(join(app, modules, name)).map((scoped) => `${name}/${scoped}`) : [name];
+        for (const n of names) {
+          packages.push(`${modules}/${n}`);
+          if (existsSync(join(app, modules, n, "node_modules"))) visit(`${modules}/${n}/node_modules`);
         }
-      };
-      waiters.add(check);
-      check();
-    });
+      }
+    };
+    visit("node_modules");
+    const runtime = Object.entries(lock.packages).filter(([path, entry]) => path !== "" && entry.dev !== true && entry.devOptional !== true);
+    const devOnly = Object.entries(lock.packages).filter(([, entry]) => entry.dev === true).map(([path]) => path);
+    t.same(packages.filter((p) => devOnly.includes(p)), [], "no dev dependency");
+    t.same(packages.filter((p) => lock.packages[p] === undefined), [], "nothing the lock file does not name");
+    t.same(runtime.filter(([path, entry]) => entry.optional !== true && !packages.includes(path)).map(([path]) => path), [], "every runtime dependency");
+    for (const dev of ["typescript", "tap", "eslint", "node", "@types/node"]) t.notOk(existsSync(join(app, "node_modules", dev)), `no ${dev}`);
 
-  await logged("key loaded");
-  const res = await request(port, { path: "/v1/models", headers: { authorization: `Bearer ${TOKEN}` } });
-  t.equal(res.status, 200, "a request is proxied");
-  t.equal(upstream.requests[0]?.headers["authorization"], `Bearer ${TEST_KEY}`, "with the key injected");
-  t.equal((await request(adminPort, { path: "/readyz" })).status, 200);
+    const files = [...snapshot(app).keys()];
+    t.same(files.filter((f) => /\.[cm]?tsx?$/.test(f)), [], "no TypeScript source, ours or a dependency's");
+    t.same(files.filter((f) => /(^|\/)(test|tests|__tests__)\/|\.(test|spec)\.[cm]?[jt]s$/.test(f) && !f.startsWith("node_modules/")), [], "no test file");
+    t.same(files.filter((f) => f.endsWith(".map")), [], "no source map");
 
-  writeFileSync(configFile, yaml.replace("idle_timeout: 5s", "idle_timeout: 6s"));
-  child.kill("SIGHUP");
-  await logged("config reloaded");
-  t.pass("SIGHUP reloaded through dist/config/validate-child.js");
-  const changed = listFiles(app).filter((f) => !before.includes(f) && !f.startsWith("run.yaml:"));
+    // Credentials: none anywhere in the image's file system.
+    const everything = [...snapshot(root).keys()];
+    const secretish = /(^|\/)(\.npmrc|\.yarnrc(\.yml)?|\.netrc|\.git-credentials|\.env(\..*)?|\.git|\.npm|\.docker|id_rsa.*|id_ed25519.*)$/;
+    t.same(everything.filter((f) => secretish.test(f)), [], "no .npmrc, npm cache, .env, git or ssh credentials");
+    const ours = files.filter((f) => !f.startsWith("node_modules/")).map((f) => join(app, f)).filter((f) => lstatSync(f).isFile());
+    t.same(ours.filter((f) => /_authToken|_auth\s*=|registry\.npmjs\.org\/:/.test(readFileSync(f, "utf8"))), [], "no npm auth in /app");
 
-  child.kill("SIGTERM");
-  t.equal(await exited, 0, "SIGTERM: exit 0");
-  t.same(changed, [], "nothing was written next to the app");
-  t.notOk(stdout.includes(TEST_KEY), "the key is never logged");
-});
+    // The code is root-owned and read-only to the image's user; that user owns nothing at all.
+    const uid = Number(config.User?.split(":")[0]);
+    const owned = everything.filter((f) => lstatSync(join(root, f)).uid === uid);
+    t.same(owned, [], "the image's user owns no file");
+    t.same(files.filter((f) => (lstatSync(join(app, f)).mode & 0o022) !== 0 && !lstatSync(join(app, f)).isSymbolicLink()), [], "nothing in /app is writable but by root");
+
+    // The README states the size; this keeps the proxy's share from growing unnoticed.
+    const appBytes = files.reduce((sum, f) => sum + lstatSync(join(app, f)).size, 0);
+    t.ok(appBytes < 32 * 1024 * 1024, `/app is ${(appBytes / 1024 / 1024).toFixed(1)} MiB (under 32 MiB; the README says the size)`);
+    t.comment(`${IMAGE}: ${(imageSize() / 1e6).toFixed(0)} MB, /app ${(appBytes / 1e6).toFixed(1)} MB`);
+  });
+
+  t.test("check: 0 on the mounted config, 78 with FILE:LINE:COL on a broken one", async (t) => {
+    const good = configYaml("http://127.0.0.1:1");
+    const mounted = configDir(good);
+    const ok = await runImage(["check"], { configDir: mounted.dir });
+    t.equal(ok.code, 0, `check passes: ${ok.stdout}${ok.stderr}`);
+    t.match(ok.stdout, `${CONFIG_PATH}: ok`, "it read the mounted file, by the image's default path");
+
+    const broken = good.replace("idle_timeout: 5s", "idle_timeout: soon");
+    mounted.write(broken);
+    const lines = broken.split("\n");
+    const line = lines.findIndex((l) => l.includes("idle_timeout: soon")) + 1;
+    const column = (lines[line - 1] ?? "").indexOf("soon") + 1;
+    const bad = await runImage(["check"], { configDir: mounted.dir });
+    t.equal(bad.code, 78, "exit 78");
+    t.match(bad.stderr, `${CONFIG_PATH}:${line}:${column}: upstream.idle_timeout:`, "the problem at FILE:LINE:COL");
+  });
+
+  t.test("the root file system is read-only, even to root, and /tmp with it", async (t) => {
+    const asUser = await runImage(["/tmp/probe", "/app/probe"], { entrypoint: "/usr/bin/touch" });
+    t.not(asUser.code, 0);
+    t.match(asUser.stderr, /cannot touch '\/tmp\/probe': Read-only file system/, "the image's user cannot write /tmp");
+    const asRoot = await runImage(["/app/probe", "/etc/mythiq-proxy/probe"], { entrypoint: "/usr/bin/touch", user: "0:0" });
+    t.not(asRoot.code, 0);
+    t.match(asRoot.stderr, /cannot touch '\/app\/probe': Read-only file system/, "not even root can write the root");
+    t.match(asRoot.stderr, /cannot touch '\/etc\/mythiq-proxy\/probe': Read-only file system/, "the config mount is read-only too");
+  });
+
+  t.test("serves as the image's user: ready, proxies with the key once, reloads on SIGHUP, drains on SIGTERM", async (t) => {
+    const root = mountImage(t);
+    const before = snapshot(root);
+    const upstream = await startFakeUpstream();
+    t.teardown(() => upstream.close());
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const yaml = configYaml(upstream.url).replace("port: 8080", `port: ${port}`).replace("port: 9090", `port: ${adminPort}`);
+    const mounted = configDir(yaml);
+    const proxy = await startImage(t, { configDir: mounted.dir, env: { MYTHIQ_API_KEY: TEST_KEY } });
+
+    await proxy.waitFor("key loaded");
+    // As a container: PID 1 of its own namespace, the image's user with no capability, exactly the
+    // image's environment plus what was passed, and no writable mount.
+    const status = readFileSync(`/proc/${proxy.pid}/status`, "utf8");
+    const [uid, gid] = (config.User ?? "").split(":");
+    t.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, "m"), "runs as the image's UID");
+    t.match(status, new RegExp(`^Gid:\\s+${gid}\\s+${gid}\\s+${gid}\\s+${gid}$`, "m"), "and GID");
+    t.match(status, /^CapEff:\s+0+$/m, "with no capability");
+    t.match(status, /^NSpid:\s+\d+\s+1$/m, "PID 1 in its namespace");
+    t.equal(readFileSync(`/proc/${proxy.pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" "), (config.Entrypoint ?? []).join(" "), "the ENTRYPOINT");
+    const environ = readFileSync(`/proc/${proxy.pid}/environ`, "utf8").split("\0").filter(Boolean).sort();
+    t.same(environ, [...(config.Env ?? []), `MYTHIQ_API_KEY=${TEST_KEY}`].sort(), "the image's ENV and MYTHIQ_API_KEY, nothing else");
+    const mounts = readFileSync(`/proc/${proxy.pid}/mountinfo`, "utf8").trim().split("\n").map((l) => l.split(" "));
+    const writable = mounts.filter((m) => !(m[5] ?? "").split(",").includes("ro")).map((m) => m[4]);
+    t.same(writable.sort(), ["/dev/full", "/dev/null", "/dev/random", "/dev/urandom", "/dev/zero", "/proc"], "every mount read-only but /proc and the device nodes");
+
+    let ready = await request(adminPort, { path: "/readyz" });
+    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      ready = await request(adminPort, { path: "/readyz" });
+    }
+    t.equal(ready.status, 200, "/readyz turns ready");
+
+    const res = await request(port, { path: "/v1/models", headers: { authorization: `Bearer ${TOKEN}` } });
+    t.equal(res.status, 200, "a request is proxied");
+    const received = upstream.requests[0];
+    t.equal(received?.count("authorization"), 1, "one Authorization header upstream");
+    t.equal(received?.headers["authorization"], `Bearer ${TEST_KEY}`, "carrying the key");
+    t.notOk(received?.head.toString("latin1").includes(TOKEN), "the client's token did not travel on");
+    t.notOk(res.body.includes(TEST_KEY) || JSON.stringify(res.headers).includes(TEST_KEY), "no byte of the key came back");
+
+    // SIGHUP with a changed mounted file: the route GET /v1/models/{id} is gone after the reload.
+    t.equal((await request(port, { path: "/v1/models/stability-sdxl", headers: { authorization: `Bearer ${TOKEN}` } })).status, 200, "GET /v1/models/{id} is allowed before");
+    const upstreamBefore = upstream.requests.length;
+    mounted.write(yaml.replace("      - GET /v1/models/{id}\n", ""));
+    proxy.signal("SIGHUP");
+    const reloaded = await proxy.waitFor("config reloaded");
+    t.equal(reloaded["trigger"], "SIGHUP", "reloaded on SIGHUP");
+    const refused = await request(port, { path: "/v1/models/stability-sdxl", headers: { authorization: `Bearer ${TOKEN}` } });
+    t.equal(refused.status, 403, "the new config is in force");
+    t.equal((JSON.parse(refused.body) as { reason?: string }).reason, "route_not_allowed");
+    t.equal(upstream.requests.length, upstreamBefore, "the refused request never reached upstream");
+    t.notOk(refused.body.includes(TEST_KEY));
+
+    // SIGTERM with a Server-Sent Events stream in flight: it runs to its end, then exit 0.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    upstream.reply({ type: "sse", events: [{ data: "one" }, { data: "two", until: gate }, { data: "[DONE]" }] });
+    const sse = await connectRaw(port, 30_000);
+    sse.write(`GET /v1/generations?limit=1 HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
+    await sse.until((raw) => raw.includes("data: one"));
+    proxy.signal("SIGTERM");
+    const draining = await proxy.waitFor("draining");
+    t.equal(draining["in_flight"], 1, "draining with the stream in flight");
+    t.equal((await request(adminPort, { path: "/readyz" })).status, 503, "not ready while draining");
+    openGate();
+    const streamed = await sse.closed;
+    t.match(streamed, /data: one[\s\S]*data: two[\s\S]*data: \[DONE\]/, "every event arrived");
+    t.ok(streamed.endsWith("0\r\n\r\n"), "the stream ended properly, not cut");
+    t.equal(await proxy.exited, 0, "exit 0", { output: proxy.output().slice(-3000) });
+    t.equal(proxy.lines.find((l) => l["msg"] === "stopped")?.["cut"], 0, "nothing was cut");
+
+    t.notOk(proxy.output().includes(TEST_KEY), "the key is never logged");
+    t.same(differences(before, snapshot(root)), [], "nothing was written to the image's file system");
+  });
+}
