@@ -47,6 +47,7 @@ t.test("minimal config: every default applied", async (t) => {
     ],
     pricing: {},
     limits: { store: "memory", on_store_error: "local", auth_failures: { requests: 20, per: 60_000 } },
+    ownership: {},
     server: {
       headers_timeout: 10_000,
       request_timeout: 60_000,
@@ -175,6 +176,7 @@ t.test("full config: units converted, per-key refresh merged, defaults filled in
       on_store_error: "deny",
       auth_failures: { requests: 5, per: 60_000 },
     },
+    ownership: {},
     server: {
       headers_timeout: 5_000,
       request_timeout: 120_000,
@@ -355,6 +357,7 @@ t.test("the schema output type is exactly ProxyConfig (checked by tsc)", async (
     clients: [],
     pricing: {},
     limits: { store: "memory", on_store_error: "local", auth_failures: { requests: 1, per: 1 } },
+    ownership: {},
     server: { headers_timeout: 1, request_timeout: 1, keep_alive_timeout: 1, max_connections: 1, max_header_count: 1, drain_timeout: 0 },
     audit: { enabled: true, include_subject: true },
   } satisfies ProxyConfig;
