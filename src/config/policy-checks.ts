@@ -18,6 +18,8 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 /** A field name as the body checks can match it in JSON and in multipart form fields alike. */
 const FIELD_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
+const QUERY_IN_ROUTE = "write METHOD /path only: the query names a route allows belong in the client's routes";
+
 /** `METHOD /path` of a route entry, or undefined when the schema refuses the entry anyway. */
 function labelOf(route: unknown): string | undefined {
   if (typeof route !== "string") return undefined;
@@ -53,9 +55,9 @@ export function checkFieldPolicies(clients: readonly unknown[], err: Report): vo
       }
       list(policy.routes).forEach((route, j) => {
         const label = labelOf(route);
-        if (label !== undefined && !labels.has(label)) {
-          err([...base, "routes", j], `${label} is not one of this client's routes`);
-        }
+        if (label === undefined) return;
+        if (typeof route === "string" && route.includes("?")) err([...base, "routes", j], QUERY_IN_ROUTE);
+        else if (!labels.has(label)) err([...base, "routes", j], `${label} is not one of this client's routes`);
       });
     }
   });
@@ -91,7 +93,7 @@ export function checkOwnership(ownership: unknown, clients: readonly unknown[], 
         const label = labelOf(route);
         if (label === undefined || typeof route !== "string") return;
         if (route.includes("?")) {
-          err(path, "write METHOD /path only: the query names a route allows belong in the client's routes");
+          err(path, QUERY_IN_ROUTE);
           return;
         }
         const first = seen.get(label);

@@ -158,6 +158,10 @@ t.test("full config: units converted, per-key refresh merged, defaults filled in
         rate_limit: { requests: 60, per: 60_000, burst: 10, by: "subject" },
         concurrency: 8,
         budget: { daily_usd: 25.5 },
+        fields: {
+          public: { allowed: [false], required: true, routes: ["POST /v1/images/generations"] },
+          provider: { allowed: ["stability", "1.10", 2], required: false },
+        },
       },
       {
         id: "public-demo",
@@ -176,7 +180,17 @@ t.test("full config: units converted, per-key refresh merged, defaults filled in
       on_store_error: "deny",
       auth_failures: { requests: 5, per: 60_000 },
     },
-    ownership: {},
+    ownership: {
+      generations: {
+        owner: "session",
+        ttl: 720 * 3_600_000,
+        max_items: 10_000,
+        create: [{ route: "POST /v1/images/generations", id: "data[].id" }],
+        use: [{ route: "GET /v1/models/{id}" }],
+        list: [{ route: "GET /v1/generations", items: "data", id: "id" }],
+      },
+      shared: { owner: "client", ttl: 3_600_000, max_items: 50, clients: ["web-app"], create: [], use: [], list: [] },
+    },
     server: {
       headers_timeout: 5_000,
       request_timeout: 120_000,
