@@ -6,7 +6,7 @@
  * the body it has already parsed strictly; `model` keeps its own check).
  *
  * - A value outside `allowed` is 403 `field_not_allowed`, compared by JSON type and value: the
- *   string `"false"` is not the boolean `false` (MythIQ would take a non-empty string as true).
+ *   string `"false"` is not the boolean `false` (a lenient parser takes a non-empty string as true).
  *   Objects, arrays and `null` never match.
  * - In a multipart body every value is text: only a string in `allowed` can match there, never a
  *   boolean or a number, since how MythIQ would read the text `false` is not the proxy's to guess.
