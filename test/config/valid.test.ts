@@ -353,7 +353,8 @@ t.test("config/reference.yaml mentions every key the schema knows", async (t) =>
     "requests", "per", "burst", "by", "concurrency", "budget", "daily_usd", "pricing", "limits", "store",
     "redis", "prefix", "on_store_error", "auth_failures", "server", "headers_timeout", "request_timeout",
     "keep_alive_timeout", "max_connections", "max_header_count", "drain_timeout", "audit", "enabled",
-    "include_subject",
+    "include_subject", "fields", "allowed", "required", "ownership", "owner", "ttl", "max_items", "create",
+    "use", "list", "param", "items", "count",
   ];
   for (const k of keys) t.match(text, new RegExp(`(^|[\\s{,])${k}:`, "m"), k);
 });
