@@ -45,8 +45,10 @@ interface BodyFacts {
   readonly model: string | undefined;
   /** The `n` field; 1 when absent. */
   readonly imageCount: number;
-  /** For the field policies: a JSON body's top-level members, or a multipart body's parts. */
-  readonly fields: { readonly json: ReadonlyMap<string, JsonMember> } | { readonly form: readonly FormPart[] };
+  /** For the field policies: a JSON body's top-level members (undefined for multipart). */
+  readonly members: ReadonlyMap<string, JsonMember> | undefined;
+  /** For the field policies: a multipart body's parts (undefined for JSON). */
+  readonly parts: readonly FormPart[] | undefined;
 }
 
 type Read = { readonly ok: true; readonly facts: BodyFacts } | ReturnType<typeof deny>;
@@ -68,7 +70,7 @@ function readJsonBody(body: Buffer): Read {
   // priced as one image, so only a JSON integer is taken.
   const imageCount = imageCountFromJson(parsed.members.get("n"));
   if (imageCount === undefined) return deny("invalid_json", `n is not an integer from 1 to ${MAX_IMAGE_COUNT}`);
-  return { ok: true, facts: { model: model?.value, imageCount, fields: { json: parsed.members } } };
+  return { ok: true, facts: { model: model?.value, imageCount, members: parsed.members, parts: undefined } };
 }
 
 /** A field name some parser could take for `model` (`Model`, `model[]`) without being exactly it. */
@@ -115,7 +117,7 @@ function readMultipartBody(body: Buffer, boundary: string): Read {
       imageCount = n;
     }
   }
-  return { ok: true, facts: { model, imageCount, fields: { form: parsed.parts } } };
+  return { ok: true, facts: { model, imageCount, members: undefined, parts: parsed.parts } };
 }
 
 /**
@@ -199,7 +201,8 @@ export function createBodyPolicy(clients: readonly ClientConfig[] = []): BodyPol
       }
       const fields = fieldsOn(ctx);
       if (fields !== undefined) {
-        const verdict = "json" in read.facts.fields ? checkJsonFields(fields, read.facts.fields.json) : checkFormFields(fields, read.facts.fields.form);
+        const { members, parts } = read.facts;
+        const verdict = members !== undefined ? checkJsonFields(fields, members) : checkFormFields(fields, parts ?? []);
         if (!verdict.ok) return verdict;
       }
       ctx.model = model;
