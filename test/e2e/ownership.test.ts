@@ -353,3 +353,16 @@ void t.test("a list response that cannot be filtered is never sent", async (t) =
   const failed = await call(s, alice, "GET", "/v1/media");
   t.same([failed.status, failed.json["message"]], [500, "boom"]);
 });
+
+void t.test("a reload that keeps the limits store keeps the records", async (t) => {
+  const s = await start(t);
+  const alice = await s.issuer.issue({ client: "web", sub: "alice" });
+  const made = await call(s, alice, "POST", "/v1/images/generations", { prompt: "before the reload" });
+  const id = String((made.json["data"] as Json[])[0]!["id"]);
+  s.proxy.writeConfig(yaml(s.upstream.url, { ttl: "1h" }));
+  const result = await s.proxy.proxy.reload("test");
+  t.equal(result, "applied", "the new config is in force");
+  t.equal((await call(s, alice, "GET", `/v1/media/${id}`)).status, 200, "alice still owns her id after the reload");
+  const bob = await s.issuer.issue({ client: "web", sub: "bob" });
+  t.equal((await call(s, bob, "GET", `/v1/media/${id}`)).status, 404, "and bob still does not");
+});
