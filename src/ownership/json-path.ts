@@ -72,7 +72,8 @@ export function collect(root: unknown, steps: readonly PathStep[]): unknown[] {
       const found = member(value, step.name);
       if (found === undefined) continue;
       if (!step.each) next.push(found);
-      else if (Array.isArray(found)) next.push(...(found as unknown[]));
+      // One by one: spreading a 100 000-element array into push() would overflow the stack.
+      else if (Array.isArray(found)) for (const element of found as unknown[]) next.push(element);
     }
     current = next;
   }

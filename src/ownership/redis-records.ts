@@ -50,6 +50,9 @@ function script(lua: string): { readonly lua: string; readonly sha: string } {
 
 const SCRIPTS = { record: script(RECORD), owned: script(OWNED) } as const;
 
+/** Most ids sent to one script call. */
+const IDS_PER_CALL = 1000;
+
 /** The records of a redis limit store. Throws when the store cannot run scripts (not redis). */
 export function createRedisRecords(store: LimitStore): OwnershipRecords {
   const run = store.runScript?.bind(store);
@@ -60,10 +63,15 @@ export function createRedisRecords(store: LimitStore): OwnershipRecords {
       await run(SCRIPTS.record, key, [Math.max(1, Math.ceil(ttlMs)), maxItems, ...ids]);
     },
     async owned(key, ids) {
-      if (ids.length === 0) return [];
-      const reply = await run(SCRIPTS.owned, key, ids);
-      if (!Array.isArray(reply)) throw new Error("unexpected reply from the ownership script");
-      return ids.map((_, i) => reply[i] === 1);
+      const out: boolean[] = [];
+      // A 1 MiB list can name 100 000 ids: asked in batches, so no call spreads them all as arguments.
+      for (let from = 0; from < ids.length; from += IDS_PER_CALL) {
+        const batch = ids.slice(from, from + IDS_PER_CALL);
+        const reply = await run(SCRIPTS.owned, key, batch);
+        if (!Array.isArray(reply)) throw new Error("unexpected reply from the ownership script");
+        for (let i = 0; i < batch.length; i++) out.push(reply[i] === 1);
+      }
+      return out;
     },
   };
 }

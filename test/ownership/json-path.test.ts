@@ -44,3 +44,10 @@ void t.test("replaceAt changes an existing member only", async (t) => {
   t.notOk("count" in doc.result);
   t.notOk(replaceAt(doc, compileJsonPath("nope.total", false), 1));
 });
+
+void t.test("a path through a very long array does not overflow the stack", async (t) => {
+  const doc = { data: Array.from({ length: 300_000 }, (_, i) => ({ id: i })) };
+  const ids = collect(doc, compileJsonPath("data[].id", true));
+  t.equal(ids.length, 300_000);
+  t.equal(ids.at(-1), 299_999);
+});

@@ -79,6 +79,14 @@ void t.test("redis: the scripts, ttl in Redis time, cap, one key per owner", asy
   t.same(await records.owned(key, ["2", "a/b"]), [false, false], "expired after ttl");
   t.equal((await redis.command("EXISTS", keys.split("\r\n").find((l) => l.startsWith("t:")) ?? "")).trim(), ":0", "and the set itself is gone");
 
+  const many = Array.from({ length: 25_000 }, (_, i) => `med_${i}`);
+  await records.record(key, many.slice(0, 1000), 60_000, 10_000);
+  const answer = await records.owned(key, many);
+  t.equal(answer.length, many.length, "a list of 25 000 ids is answered whole (in batches)");
+  t.equal(answer.filter(Boolean).length, 1000);
+  t.same([answer[0], answer[999], answer[1000], answer[24_999]], [true, true, false, false]);
+  t.equal(store.health(), "up", "and the store stays up");
+
   await redis.stop();
   await t.rejects(records.owned(key, ["1"]), "a call while Redis is away fails (the guard applies on_store_error)");
   t.equal(store.health(), "down", "and marks the limits store down, as for the limits");
