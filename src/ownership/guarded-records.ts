@@ -2,9 +2,10 @@
  * Ownership records as the checks see them: in the shared store, or — while it cannot be reached —
  * as `limits.on_store_error` says (README "Ownership"):
  *
- * - `local`: this replica's memory records. Ids recorded meanwhile are known here only, and ids
- *   recorded in Redis before are unknown here: their owners get 404 until Redis answers again.
- *   Nobody ever gets an id that is not theirs.
+ * - `local`: this replica's memory records. Ids recorded meanwhile are known here only (also once
+ *   Redis is back: this replica keeps honouring them until their ttl; other replicas never learn
+ *   them), and ids recorded in Redis before are unknown here: their owners get 404 until Redis
+ *   answers again. Nobody ever gets an id that is not theirs.
  * - `deny`: `UNAVAILABLE`, which the checks turn into 503 `overloaded` (a use or list request) or
  *   an unrecorded create response. No foreign id is ever served.
  *
@@ -46,7 +47,14 @@ export function createGuardedRecords(stores: LimitStores, onStoreError: OnStoreE
 
   return {
     record: (key, ids, ttlMs, maxItems) => attempt((r) => r.record(key, ids, ttlMs, maxItems)),
-    owned: (key, ids) => attempt((r) => r.owned(key, ids)),
+    owned: async (key, ids) => {
+      const answer = await attempt((r) => r.owned(key, ids));
+      if (answer === UNAVAILABLE) return answer;
+      // Ids this replica recorded locally during an outage stay its creators' here once Redis is
+      // back (Redis never learnt them). Local records only ever hold the caller's own creations.
+      const here = await local.owned(key, ids);
+      return answer.map((owned, i) => owned || here[i] === true);
+    },
   };
 }
 

@@ -138,5 +138,8 @@ void t.test("replicas share ownership through Redis; on_store_error decides whil
   await until(async () => (await one.metric("mythiq_proxy_limits_store_up")) === 1, "replica 1 reconnected");
   t.equal((await call(one, alice, "GET", `/v1/media/${afterId}`)).status, 200, "recorded on 2, owned on 1");
   t.equal((await call(one, bob, "GET", `/v1/media/${afterId}`)).status, 404, "and refused to bob on 1");
+  t.equal((await call(one, bob, "GET", `/v1/media/${bobId}`)).status, 200, "what replica 1 recorded during the outage is still bob's there");
+  t.equal((await call(one, alice, "GET", `/v1/media/${bobId}`)).status, 404, "and still nobody else's");
+  t.equal((await call(two, bob, "GET", `/v1/media/${bobId}`)).status, 404, "replica 2 never learnt it (fail closed)");
   t.notOk(one.rawLog().includes(TEST_KEY) || two.rawLog().includes(TEST_KEY), "the key is in no log line");
 });
