@@ -67,7 +67,7 @@ export function createPlan(kind: KindPlan, route: CreateRoute, ctx: CallerContex
     async decide(held) {
       if (held.end === "over_limit") return unrecorded("too_large");
       if (held.end === "broken") return unrecorded("truncated");
-      const doc = readResponseJson(held.headers, held.body);
+      const doc = readResponseJson(held.headers, held.body, true);
       if (doc === undefined) return unrecorded("not_json");
       const ids = new Set<string>();
       for (const value of collect(doc, route.id)) {
@@ -111,7 +111,7 @@ export function listPlan(kind: KindPlan, route: ListRoute, ctx: CallerContext, k
         note(ctx, { kind: kind.name, decision: "withheld", why: "truncated" });
         return { kind: "refuse", reason: "upstream_reset" };
       }
-      const doc = readResponseJson(held.headers, held.body);
+      const doc = readResponseJson(held.headers, held.body, false);
       if (doc === undefined) return unfilterable("not_json");
       const items = valueAt(doc, route.items);
       if (!Array.isArray(items)) return unfilterable("no_items");
@@ -135,10 +135,17 @@ export function listPlan(kind: KindPlan, route: ListRoute, ctx: CallerContext, k
       });
       replaceAt(doc, route.items, kept);
       if (count !== undefined && route.count !== undefined) replaceAt(doc, route.count, kept.length);
+      let json: string;
+      try {
+        json = JSON.stringify(doc);
+      } catch {
+        // Nesting deep enough to exhaust the stack (JSON.parse has none to exhaust): not a page of media.
+        return unfilterable("too_deep");
+      }
       const withheld = items.length - kept.length;
       if (withheld > 0) kind.metrics.filtered(kind.name, ctx.client.id, withheld);
       note(ctx, { kind: kind.name, decision: "filtered", items: kept.length, withheld });
-      return { kind: "replace", json: Buffer.from(JSON.stringify(doc), "utf8") };
+      return { kind: "replace", json: Buffer.from(json, "utf8") };
     },
   };
 }

@@ -336,7 +336,7 @@ void t.test("a list response that cannot be filtered is never sent", async (t) =
     ["text", { type: "respond", status: 200, headers: { "content-type": "text/html" }, body: "<p>every prompt</p>" }, 502, "upstream_unfilterable"],
     ["not JSON", { type: "respond", status: 200, headers: { "content-type": "application/json" }, body: '{"result":' }, 502, "upstream_unfilterable"],
     ["another shape", { type: "json", body: { data: [{ id: "x", prompt: "every prompt" }] } }, 502, "upstream_unfilterable"],
-    ["a repeated key", { type: "respond", status: 200, headers: { "content-type": "application/json" }, body: '{"result":{"total":1,"medias":[],"medias":[{"id":"x","prompt":"every prompt"}]}}' }, 502, "upstream_unfilterable"],
+    ["nesting too deep to write again", { type: "respond", status: 200, headers: { "content-type": "application/json" }, body: `{"result":{"total":0,"medias":[]},"x":"every prompt","deep":${"[".repeat(200_000)}${"]".repeat(200_000)}}` }, 502, "upstream_unfilterable"],
     ["a count that is not a number", { type: "json", body: { result: { total: "1", medias: [] } } }, 502, "upstream_unfilterable"],
     ["over 1 MiB", { type: "json", body: { result: { total: 1, medias: [{ id: "x", prompt: `every prompt ${"y".repeat(1024 * 1024)}` }] } } }, 502, "upstream_unfilterable"],
     ["cut off", { type: "respond", status: 200, headers: { "content-type": "application/json", "content-length": "500" }, body: '{"result":{"medias":[{"id":"x","prompt":"every prompt', end: "destroy" }, 502, "upstream_reset"],
@@ -348,6 +348,10 @@ void t.test("a list response that cannot be filtered is never sent", async (t) =
     t.notOk(res.body.toString().includes("every prompt"), `${what}: nothing of the upstream's body`);
   }
   t.equal(await s.proxy.metric("mythiq_proxy_ownership_withheld_total", { kind: "media", reason: "upstream_unfilterable" }), 6);
+  // A repeated key: the list is the proxy's own JSON afterwards, which holds exactly what was checked.
+  s.upstream.reply({ type: "respond", status: 200, headers: { "content-type": "application/json" }, body: '{"result":{"total":1,"medias":[],"medias":[{"id":"x","prompt":"every prompt"}]},"success":true}' });
+  const repeated = await call(s, alice, "GET", "/v1/media");
+  t.same([repeated.status, repeated.body.toString()], [200, '{"result":{"total":0,"medias":[]},"success":true}'], "a repeated key: read once, written once, nothing foreign");
   // An upstream error passes through as for any route (SPEC §4 step 9); only 2xx lists are filtered.
   s.upstream.reply({ type: "json", status: 500, body: { success: false, message: "boom", code: "server_error" } });
   const failed = await call(s, alice, "GET", "/v1/media");
