@@ -10,6 +10,7 @@ export type ErrorCode =
   | "invalid_request_error"
   | "authentication_error"
   | "permission_error"
+  | "not_found_error"
   | "rate_limit_error"
   | "upstream_error"
   | "service_unavailable";
@@ -27,6 +28,7 @@ export const ERRORS = {
   invalid_json: { status: 400, code: "invalid_request_error", message: "The request body is not valid JSON" },
   duplicate_key: { status: 400, code: "invalid_request_error", message: "The request body repeats a key" },
   model_required: { status: 400, code: "invalid_request_error", message: "The request body must name a model" },
+  field_required: { status: 400, code: "invalid_request_error", message: "The request body must set a field this client's policy requires" },
   query_not_allowed: { status: 400, code: "invalid_request_error", message: "A query parameter is not allowed on this route" },
   body_not_allowed: { status: 400, code: "invalid_request_error", message: "This method does not take a request body" },
   ambiguous_credentials: { status: 400, code: "invalid_request_error", message: "The request carries credentials for different clients" },
@@ -36,6 +38,8 @@ export const ERRORS = {
   network_not_allowed: { status: 403, code: "permission_error", message: "Caller network is not allowed for this client" },
   route_not_allowed: { status: 403, code: "permission_error", message: "Route is not allowed for this client" },
   model_not_allowed: { status: 403, code: "permission_error", message: "Model is not allowed for this client" },
+  field_not_allowed: { status: 403, code: "permission_error", message: "A field value is not allowed for this client" },
+  not_found: { status: 404, code: "not_found_error", message: "Not found" },
   method_not_allowed: { status: 405, code: "invalid_request_error", message: "Method is not allowed" },
   request_timeout: { status: 408, code: "invalid_request_error", message: "The request was not received in time" },
   body_too_large: { status: 413, code: "invalid_request_error", message: "The request body is too large" },
@@ -51,6 +55,7 @@ export const ERRORS = {
   upstream_redirect: { status: 502, code: "upstream_error", message: "The MythIQ API answered with a redirect" },
   upstream_auth_failed: { status: 502, code: "upstream_error", message: "The MythIQ API refused the proxy's key" },
   upstream_leak: { status: 502, code: "upstream_error", message: "The MythIQ API response was withheld" },
+  upstream_unfilterable: { status: 502, code: "upstream_error", message: "The MythIQ API response could not be filtered to the caller's own items" },
   upstream_timeout: { status: 504, code: "upstream_error", message: "The MythIQ API did not answer in time" },
   key_unavailable: { status: 503, code: "service_unavailable", message: "The MythIQ key is not available yet" },
   draining: { status: 503, code: "service_unavailable", message: "The proxy is shutting down" },

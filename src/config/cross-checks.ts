@@ -8,6 +8,7 @@
 import { parseCidr } from "../rules/ip.ts";
 import { parseRouteTemplate } from "../rules/routes.ts";
 import { checkName, checkUrl, isHmacAlgorithm } from "./formats.ts";
+import { checkFieldPolicies, checkOwnership } from "./policy-checks.ts";
 import type { ConfigPath, PathIssue } from "./problems.ts";
 import { parseDuration } from "./units.ts";
 
@@ -44,6 +45,8 @@ export function crossCheck(data: unknown): CrossResult {
   if (jwt) checkJwt(jwt, err, warn);
   checkClients({ clients, keys, jwt, pricing }, err, warn);
   checkLimits(data.limits, err, warn);
+  checkFieldPolicies(clients, err);
+  checkOwnership(data.ownership, clients, err, warn);
   checkServer(data.server, err);
 
   return { errors, warnings };

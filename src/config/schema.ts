@@ -10,7 +10,8 @@
  * message names the allowed values and never quotes a value that could be a secret.
  */
 import * as z from "zod";
-import type { ProxyConfig, RefreshConfig, SecretRef } from "./types.ts";
+import { parseJsonPath } from "../ownership/json-path.ts";
+import type { FieldValue, ProxyConfig, RefreshConfig, SecretRef } from "./types.ts";
 import { typeName } from "./bounded-yaml.ts";
 import type { Check, CheckedUrl, UrlRules } from "./formats.ts";
 import {
@@ -290,6 +291,24 @@ const rateLimitSchema = z
   })
   .transform((r) => ({ requests: r.requests, per: r.per, burst: r.burst ?? r.requests, by: r.by }));
 
+/** A record whose output has no prototype, so `pricing["constructor"]` is undefined, not a function. */
+const nullProtoRecord = <T extends z.ZodType>(value: T) =>
+  z.record(z.string(), value).transform((r) => Object.assign(Object.create(null) as Record<string, z.output<T>>, r));
+
+/** A value a field policy allows: compared by type and value with what a body sends. */
+const fieldValue = () =>
+  scalar<FieldValue>((v) => {
+    if (typeof v === "string") return stringCheck(v, { empty: true });
+    if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) return pass(v);
+    return fail(`must be a string, number or boolean, got ${typeName(v)}`);
+  });
+
+const fieldPolicySchema = z.strictObject({
+  allowed: z.array(fieldValue()).optional(),
+  required: bool().default(false),
+  routes: z.array(formatted(checkRoute)).optional(),
+});
+
 const clientSchema = z.strictObject({
   id: formatted(checkName),
   key: formatted(checkName).default("default"),
@@ -312,11 +331,8 @@ const clientSchema = z.strictObject({
   rate_limit: rateLimitSchema.optional(),
   concurrency: int(1, 100_000).optional(),
   budget: z.strictObject({ daily_usd: num(0, 1_000_000, true) }).optional(),
+  fields: nullProtoRecord(fieldPolicySchema).optional(),
 });
-
-/** A record whose output has no prototype, so `pricing["constructor"]` is undefined, not a function. */
-const nullProtoRecord = <T extends z.ZodType>(value: T) =>
-  z.record(z.string(), value).transform((r) => Object.assign(Object.create(null) as Record<string, z.output<T>>, r));
 
 const limitsSchema = z
   .strictObject({
@@ -351,6 +367,32 @@ function checkRedisUrl(s: string): Check<string> {
   return pass(s);
 }
 
+/** A path into a JSON response (src/ownership/json-path.ts); `arrays` allows `[]` steps. */
+const jsonPath = (arrays: boolean) =>
+  formatted((text) => {
+    const parsed = parseJsonPath(text, { arrays });
+    return parsed.ok ? pass(text) : fail(parsed.message);
+  });
+
+const ownershipKindSchema = z.strictObject({
+  owner: oneOf(["session", "client"] as const).default("session"),
+  ttl: duration(SECOND, 8760 * HOUR).default(720 * HOUR),
+  max_items: int(1, 1_000_000).default(10_000),
+  clients: z.array(formatted(checkName)).optional(),
+  create: z.array(z.strictObject({ route: formatted(checkRoute), id: jsonPath(true) })).default([]),
+  use: z.array(z.strictObject({ route: formatted(checkRoute), param: text().optional() })).default([]),
+  list: z
+    .array(
+      z.strictObject({
+        route: formatted(checkRoute),
+        items: jsonPath(false),
+        id: jsonPath(false).default("id"),
+        count: jsonPath(false).optional(),
+      }),
+    )
+    .default([]),
+});
+
 const serverSchema = z
   .strictObject({
     headers_timeout: duration(SECOND, 5 * MINUTE).default(10 * SECOND),
@@ -378,6 +420,7 @@ const documentSchema = z.strictObject({
   clients: nonEmptyList(clientSchema, "must list at least one client"),
   pricing: nullProtoRecord(num(0, 1_000)).prefault({}),
   limits: limitsSchema,
+  ownership: nullProtoRecord(ownershipKindSchema).prefault({}),
   server: serverSchema,
   audit: auditSchema,
 });

@@ -108,6 +108,19 @@ export interface RateLimitConfig {
   readonly by: "client" | "subject" | "ip";
 }
 
+/** A value a field policy allows; compared with a body's JSON value by type and value (SPEC §11). */
+export type FieldValue = string | number | boolean;
+
+/** One named top-level body field of a client's `fields` (SPEC §11; README "Field policies"). */
+export interface FieldPolicyConfig {
+  /** The values allowed; undefined = any value (then `required` is true). `[]` = the field must not be sent. */
+  readonly allowed?: readonly FieldValue[];
+  /** Absent is refused (400 `field_required`). */
+  readonly required: boolean;
+  /** Route entries of the client the policy applies to; undefined = every route of the client. */
+  readonly routes?: readonly string[];
+}
+
 export interface ClientConfig {
   readonly id: string;
   /** Name of the entry in `keys` whose value is injected. Default "default". */
@@ -130,6 +143,8 @@ export interface ClientConfig {
   readonly rate_limit?: RateLimitConfig;
   readonly concurrency?: number;
   readonly budget?: { readonly daily_usd: number };
+  /** Field policies by top-level field name; undefined = none. */
+  readonly fields?: Readonly<Record<string, FieldPolicyConfig>>;
 }
 
 export interface LimitsConfig {
@@ -138,6 +153,44 @@ export interface LimitsConfig {
   readonly redis?: { readonly url: SecretRef | string; readonly prefix: string };
   readonly on_store_error: "local" | "deny";
   readonly auth_failures: { readonly requests: number; readonly per: Millis };
+}
+
+/** A route that creates a resource, and where its id sits in the JSON response (`data[].id`). */
+export interface OwnershipCreateConfig {
+  readonly route: string;
+  readonly id: string;
+}
+
+/** A route that uses one resource; `param` names the route placeholder holding the id. */
+export interface OwnershipUseConfig {
+  readonly route: string;
+  /** Undefined when the route has exactly one placeholder. */
+  readonly param?: string;
+}
+
+/** A route whose JSON response lists resources, filtered to the caller's own. */
+export interface OwnershipListConfig {
+  readonly route: string;
+  /** Path of the array of items, e.g. `result.medias`. */
+  readonly items: string;
+  /** Path of an item's id inside the item; default `id`. */
+  readonly id: string;
+  /** Path of the count set to the number of items kept, e.g. `result.total`; undefined = none. */
+  readonly count?: string;
+}
+
+/** One resource kind of `ownership` (SPEC §11; README "Ownership"). */
+export interface OwnershipKindConfig {
+  /** `session`: the session subject when there is one, else the client; `client`: always the client. */
+  readonly owner: "session" | "client";
+  readonly ttl: Millis;
+  /** Most ids remembered per owner; the oldest are forgotten first. */
+  readonly max_items: number;
+  /** Client ids the kind applies to; undefined = every client. */
+  readonly clients?: readonly string[];
+  readonly create: readonly OwnershipCreateConfig[];
+  readonly use: readonly OwnershipUseConfig[];
+  readonly list: readonly OwnershipListConfig[];
 }
 
 export interface ServerConfig {
@@ -162,6 +215,8 @@ export interface ProxyConfig {
   /** USD per image (times `n`) or per request, by model; `default` for any other model. */
   readonly pricing: Readonly<Record<string, number>>;
   readonly limits: LimitsConfig;
+  /** Resource kinds whose ids belong to the caller that created them; {} = none. */
+  readonly ownership: Readonly<Record<string, OwnershipKindConfig>>;
   readonly server: ServerConfig;
   readonly audit: { readonly enabled: boolean; readonly include_subject: boolean };
 }

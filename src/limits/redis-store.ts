@@ -250,6 +250,8 @@ export function createRedisStore(options: RedisStoreOptions): LimitStore {
       });
     },
 
+    runScript: (s, key, args) => run(s, options.prefix + key, args),
+
     health: () => state,
     started,
     outstanding: () => outstanding,

@@ -45,6 +45,11 @@ export interface LimitStore {
    * refused. The counter expires `ttlMs` after its last reservation.
    */
   reserve(key: string, amount: number, cap: number, ttlMs: number): Promise<Settle | undefined>;
+  /**
+   * Redis only: runs a Lua script on the one key `key` (the prefix put in front) over this store's
+   * connection, with its timeouts and health tracking. Ownership records use it (src/ownership/).
+   */
+  runScript?(script: { readonly lua: string; readonly sha: string }, key: string, args: readonly (string | number)[]): Promise<unknown>;
   health(): StoreHealth;
   /** Resolves when `health()` is no longer `starting`. */
   readonly started: Promise<void>;

@@ -10,7 +10,7 @@
  */
 import type { Reason } from "../errors.ts";
 import type { HeldKey } from "../keys/types.ts";
-import type { RequestContext } from "../pipeline/types.ts";
+import type { OwnershipNote, RequestContext } from "../pipeline/types.ts";
 import { fingerprintLabel, routeLabel } from "./labels.ts";
 import type { Logger } from "./log.ts";
 
@@ -47,6 +47,8 @@ export type AuditRecord = {
   readonly upstream_ms: number | null;
   readonly bytes_in: number;
   readonly bytes_out: number;
+  /** What ownership decided (README "Ownership"); only on its routes. */
+  readonly ownership?: OwnershipNote;
 };
 
 /** The request as far as it is known when no context exists: the same names as RequestContext's. */
@@ -146,6 +148,7 @@ export function auditRecord(input: AuditInput): AuditRecord {
     upstream_ms: input.upstreamMs === undefined ? null : millis(input.upstreamMs),
     bytes_in: count(input.bytesIn),
     bytes_out: count(input.bytesOut),
+    ...(ctx?.ownership === undefined ? undefined : { ownership: ctx.ownership }),
   };
 }
 

@@ -13,6 +13,7 @@ import { buildLimits, type Limits } from "../limits/limits.ts";
 import { builtinSources, createSource, type SourceDeps, type SourceRegistry } from "../keys/sources.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
+import { compileOwnership, type Ownership } from "../ownership/ownership.ts";
 import { createForwarder, type Forwarder } from "../proxy/forward.ts";
 import { createAuthFailureLimiter } from "../rules/auth-failures.ts";
 import { createBodyPolicy, type BodyPolicy } from "../rules/body-check.ts";
@@ -38,8 +39,10 @@ export interface CompiledConfig {
   readonly route: Rule;
   /** Step 6 (rate limit, concurrency) and the daily budget after step 7; the stores they count in. */
   readonly limits: Limits;
-  /** Step 7: content type allowed, whether to hold the body, and the checks on a held body. */
+  /** Step 7: content type allowed, whether to hold the body, and the checks on a held body (model, field policies). */
   readonly body: BodyPolicy;
+  /** `ownership`: the use check before step 7, the response plans of create and list routes; undefined without kinds. */
+  readonly ownership: Ownership | undefined;
   /** Headers added to every response once the caller is known (CORS for allowed origins). */
   responseHeaders(ctx: RequestContext): Readonly<Record<string, string>>;
   readonly keyring: ManagedKeyring;
@@ -92,7 +95,7 @@ export function compileConfig(config: ProxyConfig, hash: string, deps: CompileDe
   const callerRules = compileCallerRules(config, { authFailures, ...(sessions === undefined ? {} : { sessions }) });
   const trustedProxies = compileCidrs(config.trusted_proxies);
   const cors = createCors(config);
-  const body = createBodyPolicy();
+  const body = createBodyPolicy(config.clients);
   const forwarder = createForwarder({
     upstream: config.upstream,
     logger,
@@ -109,6 +112,8 @@ export function compileConfig(config: ProxyConfig, hash: string, deps: CompileDe
     memoryOnly: deps.offline === true,
     ...(deps.previous === undefined ? {} : { previous: deps.previous.limits }),
   });
+  // Ownership records live beside the limits, in the stores just built or adopted.
+  const ownership = compileOwnership(config, { stores: limits.stores, registry: metrics.registry });
   // Adopts the previous config's held keys (see keyring.ts); last, because from here on the
   // previous keyring forwards those keys to this one.
   const keyring =
@@ -162,6 +167,7 @@ export function compileConfig(config: ProxyConfig, hash: string, deps: CompileDe
     route: callerRules.route,
     limits,
     body,
+    ownership,
     responseHeaders: cors.responseHeaders,
     keyring,
     forwarder,

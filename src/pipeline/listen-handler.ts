@@ -72,10 +72,10 @@ export function createRequestHandler(compiled: CompiledConfig, deps: ListenHandl
         if (!read.ok && read.why === "aborted") res.destroy();
         return read;
       },
-      async forward(caller, key, body, headers) {
+      async forward(caller, key, body, headers, plan) {
         deps.metrics.inflight(caller.client.id, 1);
         try {
-          return await compiled.forwarder.forward({ ctx: caller, req, res, keyName: caller.client.key, key, body, responseHeaders: withId(headers) });
+          return await compiled.forwarder.forward({ ctx: caller, req, res, keyName: caller.client.key, key, body, responseHeaders: withId(headers), responsePlan: plan });
         } finally {
           deps.metrics.inflight(caller.client.id, -1);
         }

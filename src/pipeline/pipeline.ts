@@ -14,6 +14,7 @@ import { parseTarget } from "../http/target.ts";
 import type { HeldKey } from "../keys/types.ts";
 import { NO_BODY } from "../proxy/body-source.ts";
 import type { ForwardBody, ForwardResult } from "../proxy/forward.ts";
+import type { ResponsePlan } from "../proxy/response-plan.ts";
 import type { CompiledConfig } from "./compile.ts";
 import { CONTINUE, deny, type CallerContext, type Deny, type RequestContext, type RequestHead, type Rule, type Verdict } from "./types.ts";
 
@@ -47,8 +48,17 @@ export interface Exchange {
   continue(): void;
   /** Reads the whole body into memory, never past `maxBytes`. */
   readBody(maxBytes: number): Promise<BodyRead>;
-  /** Forwards with `key` and relays the response (steps 8 and 9). Never rejects. */
-  forward(caller: CallerContext, key: HeldKey, body: ForwardBody, headers: Readonly<Record<string, string>>): Promise<ForwardResult>;
+  /**
+   * Forwards with `key` and relays the response (steps 8 and 9), through `plan` when the route has
+   * one (ownership's create and list routes). Never rejects.
+   */
+  forward(
+    caller: CallerContext,
+    key: HeldKey,
+    body: ForwardBody,
+    headers: Readonly<Record<string, string>>,
+    plan: ResponsePlan | undefined,
+  ): Promise<ForwardResult>;
   /** Resets the connection: there is no honest reply to a bug. */
   reset(): void;
 }
@@ -162,6 +172,16 @@ export async function runPipeline(compiled: CompiledConfig, exchange: Exchange):
   verdict = await check(compiled.limits.concurrency, caller);
   if (!verdict.ok) return refused("concurrency", verdict, headers);
 
+  // Ownership of a "use" route's id (README "Ownership"): not the caller's → 404 `not_found`, never
+  // forwarded. After the limits, so probing ids spends rate tokens like any other request; before
+  // the body, so a refused id reads no body byte and gets no `100 Continue`. Create and list routes
+  // get a plan for their response instead (step 9).
+  const owned = compiled.ownership?.forRoute(caller);
+  if (owned?.check !== undefined) {
+    verdict = await owned.check(caller);
+    if (!verdict.ok) return refused("ownership", verdict, headers);
+  }
+
   // Step 7: the body. A declared length over max_body is refused before reading, and before
   // `100 Continue`, which is sent only once every check that needs no body has passed. Checked
   // bodies are held and parsed strictly; what MythIQ receives is exactly the bytes checked.
@@ -194,5 +214,5 @@ export async function runPipeline(compiled: CompiledConfig, exchange: Exchange):
   // response, the 401 refresh-and-retry and the upstream error mapping, is the forwarder's.
   const key = compiled.keyring.current(client.key);
   if (key === undefined) return refused("key", deny("key_unavailable", `key ${client.key} not held`, KEY_UNAVAILABLE_RETRY_SECONDS), headers);
-  return { kind: "forwarded", result: await exchange.forward(caller, key, body, headers) };
+  return { kind: "forwarded", result: await exchange.forward(caller, key, body, headers, owned?.respond?.(caller)) };
 }

@@ -101,8 +101,23 @@ export interface RequestContext {
   imageCount: number;
   /** Estimated cost in USD, once known (limits). */
   costUsd: number;
+  /** What ownership decided; set on its routes only (others never carry the property). */
+  ownership?: OwnershipNote;
   /** Undo actions (concurrency slots, budget reservations) run once when the request ends. */
   readonly cleanups: Array<(outcome: RequestOutcome) => void>;
+}
+
+/** What ownership decided for a request (README "Ownership"), for its audit line. */
+export interface OwnershipNote {
+  /** The `ownership` kind of the route. */
+  readonly kind: string;
+  readonly decision: "owned" | "refused" | "unavailable" | "recorded" | "unrecorded" | "filtered" | "withheld";
+  /** recorded: ids recorded; filtered: items kept. */
+  readonly items?: number;
+  /** filtered: items withheld. */
+  readonly withheld?: number;
+  /** unrecorded and withheld: why, one fixed word. */
+  readonly why?: string;
 }
 
 /** The context once identity passed (SPEC §4 step 3): every later step knows who is calling. */

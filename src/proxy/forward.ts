@@ -39,6 +39,7 @@ import {
   headersContain,
 } from "./leak-scan.ts";
 import { buildOutgoingHeaders, isSendableTarget, upstreamTarget } from "./outgoing-headers.ts";
+import { holdBody, replacedHeaders, type HeldResponse, type ResponsePlan } from "./response-plan.ts";
 import { isRedirect, relayedHeaders } from "./response.ts";
 import { classifyUpstreamError } from "./upstream-errors.ts";
 
@@ -57,6 +58,8 @@ export interface ForwardInput {
   readonly body: ForwardBody;
   /** Added to every response the client gets, proxied or local (x-request-id, CORS headers). */
   readonly responseHeaders: Readonly<Record<string, string>>;
+  /** A 2xx the pipeline sees before the client (ownership, response-plan.ts); undefined: streamed as it comes. */
+  readonly responsePlan?: ResponsePlan | undefined;
 }
 
 export interface ForwardResult {
@@ -443,6 +446,61 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         });
       };
 
+      /**
+       * A 2xx the pipeline sees first (response-plan.ts): decided on its head, or held up to the
+       * plan's limit and decided on its body; then sent as it came, replaced, or refused. Nothing
+       * has gone out while it is held, so a failure until the decision is still an honest reply.
+       */
+      const relayPlanned = (pr: IncomingMessage, status: number, plan: ResponsePlan): void => {
+        const first = plan.head(status, pr.headers);
+        if (first !== "hold" && first.kind === "refuse") {
+          pr.destroy();
+          stopUpstream();
+          return replyLocal(first.reason);
+        }
+        if (first !== "hold") {
+          writeHead(status, pr);
+          return relay(pr, status, (chunk) => chunk, () => NO_BODY);
+        }
+        onBroken = noop; // holdBody reports a break as its end
+        const send = async (): Promise<void> => {
+          const held = await holdBody(pr, plan.holdBytes, touch);
+          if (phase !== "responding") return;
+          const decision = await plan.decide({ status, headers: pr.headers, ...held } satisfies HeldResponse);
+          if (phase !== "responding") return;
+          // A replacement of a body not read whole would be a plan's bug: refused, never sent half-checked.
+          if (decision.kind === "refuse" || (decision.kind === "replace" && held.end !== "complete")) {
+            pr.destroy();
+            stopUpstream();
+            return replyLocal(decision.kind === "refuse" ? decision.reason : "upstream_reset");
+          }
+          if (decision.kind === "replace") {
+            res.writeHead(status, replacedHeaders(pr.rawHeaders, input.responseHeaders, decision.json.length));
+            bytesOut = decision.json.length;
+            res.once("finish", () => settleFinal(status, undefined));
+            res.end(decision.json);
+            return;
+          }
+          writeHead(status, pr);
+          bytesOut += held.body.length;
+          if (held.end === "complete") {
+            res.once("finish", () => settleFinal(status, undefined));
+            res.end(held.body);
+          } else if (held.end === "broken") {
+            // As for an unheld body: the client sees a truncated response, never a fake success.
+            res.write(held.body, () => cut("upstream_reset"));
+          } else {
+            res.write(held.body);
+            relay(pr, status, (chunk) => chunk, () => NO_BODY);
+          }
+        };
+        send().catch((err: unknown) =>
+          guard(() => {
+            throw err;
+          })(),
+        );
+      };
+
       const hooks: AttemptHooks = {
         headers: buildOutgoingHeaders({
           method: ctx.method,
@@ -499,6 +557,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           }
           if (headersContain(pr.rawHeaders, needle)) return withhold(pr, status, "a response header contained the key");
           if (status >= 400) return relayError(pr, status);
+          if (input.responsePlan !== undefined && status < 300) return relayPlanned(pr, status, input.responsePlan);
           writeHead(status, pr);
           relay(pr, status, (chunk) => chunk, () => NO_BODY);
         }),

@@ -3,7 +3,8 @@
  * checked, or it is small enough to replay after a key rotation) or streamed, and checks held
  * bodies against the client's model allowlist.
  *
- * A client with `models` (or a `budget`, which prices the model and `n`) has its bodies *checked*:
+ * A client with `models`, `fields` (field-policy.ts) or a `budget` (which prices the model and `n`)
+ * has its bodies *checked*:
  * held whole (never more than `max_body`, which the handler enforces while reading), parsed
  * strictly, and forwarded as the very bytes that were checked — never re-serialised, so what MythIQ
  * parses is what we parsed. Nothing reaches MythIQ before the check: a multipart upload is held
@@ -11,6 +12,7 @@
  */
 import type { ClientConfig } from "../config/types.ts";
 import { CONTINUE, deny, type BodyPlan, type CallerContext, type Verdict } from "../pipeline/types.ts";
+import { checkFormFields, checkJsonFields, compileFieldPolicies, type FieldPolicies, type RouteFields } from "./field-policy.ts";
 import { classifyMediaType } from "./media-type.ts";
 import { readMultipart, type FormPart } from "./multipart.ts";
 import { readStrictJson, type JsonMember } from "./strict-json.ts";
@@ -34,7 +36,7 @@ export interface BodyPolicy {
 
 /** True when the client's bodies are parsed and checked rather than passed through. */
 export function checksBodies(client: ClientConfig): boolean {
-  return client.models !== undefined || client.budget !== undefined;
+  return client.models !== undefined || client.budget !== undefined || client.fields !== undefined;
 }
 
 /** What a checked body says: the fields the checks and the budget read. */
@@ -43,6 +45,10 @@ interface BodyFacts {
   readonly model: string | undefined;
   /** The `n` field; 1 when absent. */
   readonly imageCount: number;
+  /** For the field policies: a JSON body's top-level members (undefined for multipart). */
+  readonly members: ReadonlyMap<string, JsonMember> | undefined;
+  /** For the field policies: a multipart body's parts (undefined for JSON). */
+  readonly parts: readonly FormPart[] | undefined;
 }
 
 type Read = { readonly ok: true; readonly facts: BodyFacts } | ReturnType<typeof deny>;
@@ -64,7 +70,7 @@ function readJsonBody(body: Buffer): Read {
   // priced as one image, so only a JSON integer is taken.
   const imageCount = imageCountFromJson(parsed.members.get("n"));
   if (imageCount === undefined) return deny("invalid_json", `n is not an integer from 1 to ${MAX_IMAGE_COUNT}`);
-  return { ok: true, facts: { model: model?.value, imageCount } };
+  return { ok: true, facts: { model: model?.value, imageCount, members: parsed.members, parts: undefined } };
 }
 
 /** A field name some parser could take for `model` (`Model`, `model[]`) without being exactly it. */
@@ -111,7 +117,7 @@ function readMultipartBody(body: Buffer, boundary: string): Read {
       imageCount = n;
     }
   }
-  return { ok: true, facts: { model, imageCount } };
+  return { ok: true, facts: { model, imageCount, members: undefined, parts: parsed.parts } };
 }
 
 /**
@@ -141,13 +147,20 @@ function noteUncheckedBody(ctx: CallerContext, body: Buffer): void {
  *   for a repeated non-file field); `model` must be a string (`invalid_json`), present when the
  *   client has `models` (`model_required`) and listed (`model_not_allowed`); `n`, when present,
  *   an integer 1–1000 (`invalid_json`); without `models`, a `model` over 256 characters is
- *   `invalid_json` (it would only bloat the audit log). Sets `ctx.model` and `ctx.imageCount`.
+ *   `invalid_json` (it would only bloat the audit log); then the field policies of the client on
+ *   this route (field-policy.ts: `field_not_allowed`, `field_required`, also for a POST/PUT/PATCH
+ *   without a body when a field is required). Sets `ctx.model` and `ctx.imageCount`.
  *
  * Other clients: bodies up to `REPLAYABLE_BODY_LIMIT` with a `Content-Length` are held (so a 401
  * retry can replay them), larger or chunked ones stream; nothing is refused, but a held JSON body
  * that reads cleanly sets `ctx.model` and `ctx.imageCount` for the audit log and cost metrics.
  */
-export function createBodyPolicy(): BodyPolicy {
+export function createBodyPolicy(clients: readonly ClientConfig[] = []): BodyPolicy {
+  const policies: FieldPolicies = compileFieldPolicies(clients);
+  /** The field policies on this request's route; undefined for clients without `fields` at the cost of one read. */
+  const fieldsOn = (ctx: CallerContext): RouteFields | undefined =>
+    ctx.client.fields === undefined || ctx.route === undefined ? undefined : policies.get(ctx.client)?.get(ctx.route);
+
   return {
     plan: (ctx, hasBody, declaredLength) => {
       const client = ctx.client;
@@ -157,6 +170,8 @@ export function createBodyPolicy(): BodyPolicy {
       }
       if (!hasBody) {
         if (client.models !== undefined && CONTENT_METHODS.has(ctx.method)) return deny("model_required", "no request body");
+        // Absent means MythIQ's default: for `public` that is true, which is what `required` rules out.
+        if (CONTENT_METHODS.has(ctx.method) && fieldsOn(ctx)?.anyRequired === true) return deny("field_required", "no request body");
         return { ok: true, hold: false };
       }
       if (ctx.headers["content-encoding"] !== undefined) return deny("unsupported_media_type", "content-encoding on a checked body");
@@ -183,6 +198,12 @@ export function createBodyPolicy(): BodyPolicy {
         if (!client.models.includes(model)) return deny("model_not_allowed", "model not in the client's models");
       } else if (model !== undefined && model.length > MAX_MODEL_LENGTH) {
         return deny("invalid_json", `model longer than ${MAX_MODEL_LENGTH} characters`);
+      }
+      const fields = fieldsOn(ctx);
+      if (fields !== undefined) {
+        const { members, parts } = read.facts;
+        const verdict = members !== undefined ? checkJsonFields(fields, members) : checkFormFields(fields, parts ?? []);
+        if (!verdict.ok) return verdict;
       }
       ctx.model = model;
       ctx.imageCount = imageCount;

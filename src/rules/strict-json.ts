@@ -17,7 +17,8 @@ export const DEFAULT_MAX_DEPTH = 64;
 export type JsonMember =
   | { readonly type: "string"; readonly value: string }
   | { readonly type: "number"; readonly value: number }
-  | { readonly type: "boolean" | "null" | "object" | "array" };
+  | { readonly type: "boolean"; readonly value: boolean }
+  | { readonly type: "null" | "object" | "array" };
 
 export type StrictJsonResult =
   /** `members` is `undefined` when the top-level value is not an object. */
@@ -233,10 +234,10 @@ function parse(text: string, maxDepth: number): ReadonlyMap<string, JsonMember> 
         return { type: "string", value: readString() };
       case 0x74:
         readLiteral("true");
-        return { type: "boolean" };
+        return { type: "boolean", value: true };
       case 0x66:
         readLiteral("false");
-        return { type: "boolean" };
+        return { type: "boolean", value: false };
       case 0x6e:
         readLiteral("null");
         return { type: "null" };

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import t from "tap";
 import { runTestPolicy } from "../../src/cli/test-policy.ts";
 
-const EXAMPLES = ["public-spa", "server-rendered", "sessions", "multi-app"];
+const EXAMPLES = ["public-spa", "server-rendered", "sessions", "multi-app", "private-media"];
 
 async function run(config: string, cases: string): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";

@@ -47,6 +47,7 @@ t.test("minimal config: every default applied", async (t) => {
     ],
     pricing: {},
     limits: { store: "memory", on_store_error: "local", auth_failures: { requests: 20, per: 60_000 } },
+    ownership: {},
     server: {
       headers_timeout: 10_000,
       request_timeout: 60_000,
@@ -157,6 +158,10 @@ t.test("full config: units converted, per-key refresh merged, defaults filled in
         rate_limit: { requests: 60, per: 60_000, burst: 10, by: "subject" },
         concurrency: 8,
         budget: { daily_usd: 25.5 },
+        fields: {
+          public: { allowed: [false], required: true, routes: ["POST /v1/images/generations"] },
+          provider: { allowed: ["stability", "1.10", 2], required: false },
+        },
       },
       {
         id: "public-demo",
@@ -174,6 +179,17 @@ t.test("full config: units converted, per-key refresh merged, defaults filled in
       redis: { url: { env: "REDIS_URL" }, prefix: "mythiq-proxy:" },
       on_store_error: "deny",
       auth_failures: { requests: 5, per: 60_000 },
+    },
+    ownership: {
+      generations: {
+        owner: "session",
+        ttl: 720 * 3_600_000,
+        max_items: 10_000,
+        create: [{ route: "POST /v1/images/generations", id: "data[].id" }],
+        use: [{ route: "GET /v1/models/{id}" }],
+        list: [{ route: "GET /v1/generations", items: "data", id: "id" }],
+      },
+      shared: { owner: "client", ttl: 3_600_000, max_items: 50, clients: ["web-app"], create: [], use: [], list: [] },
     },
     server: {
       headers_timeout: 5_000,
@@ -337,7 +353,8 @@ t.test("config/reference.yaml mentions every key the schema knows", async (t) =>
     "requests", "per", "burst", "by", "concurrency", "budget", "daily_usd", "pricing", "limits", "store",
     "redis", "prefix", "on_store_error", "auth_failures", "server", "headers_timeout", "request_timeout",
     "keep_alive_timeout", "max_connections", "max_header_count", "drain_timeout", "audit", "enabled",
-    "include_subject",
+    "include_subject", "fields", "allowed", "required", "ownership", "owner", "ttl", "max_items", "create",
+    "use", "list", "param", "items", "count",
   ];
   for (const k of keys) t.match(text, new RegExp(`(^|[\\s{,])${k}:`, "m"), k);
 });
@@ -355,6 +372,7 @@ t.test("the schema output type is exactly ProxyConfig (checked by tsc)", async (
     clients: [],
     pricing: {},
     limits: { store: "memory", on_store_error: "local", auth_failures: { requests: 1, per: 1 } },
+    ownership: {},
     server: { headers_timeout: 1, request_timeout: 1, keep_alive_timeout: 1, max_connections: 1, max_header_count: 1, drain_timeout: 0 },
     audit: { enabled: true, include_subject: true },
   } satisfies ProxyConfig;

@@ -22,7 +22,7 @@ import { startTestProxy, waitReady } from "../helpers/proxy-harness.ts";
 import { rawRequest } from "../helpers/policy-wire.ts";
 import { sendRaw } from "../helpers/raw-http.ts";
 
-const EXAMPLES = ["public-spa", "server-rendered", "sessions", "multi-app"];
+const EXAMPLES = ["public-spa", "server-rendered", "sessions", "multi-app", "private-media"];
 const SESSION_SECRET = "policy-agreement-hs256-secret-0123456789abcdef";
 
 let upstream: FakeUpstream;

@@ -15,7 +15,9 @@
  * fake.connectionCount      TCP connections accepted so far (keep-alive pooling shows as 1 for N requests)
  * fake.connections          ConnectionInfo[] (`closed` promise, `isClosed()`)
  * fake.reply(...replies)    queue scripted replies, one per request in arrival order
- * fake.fallback             the reply (or `(req) => reply`) used when the queue is empty; default: 200 models list
+ * fake.fallback             the reply (or `(req) => reply`) used when the queue is empty; default: MythIQ's Media
+ *                           API for `/v1/media` paths (see `mythiq` below), else a 200 models list
+ * fake.media                the fake account's media library (test/helpers/fake-mythiq-media.ts)
  * fake.waitForRequests(n)   resolves with `requests` once n request heads have arrived
  * fake.close()              closes the listener and destroys every connection and timer
  * ```
@@ -35,12 +37,17 @@
  * - `{ type: "redirect", status?, location }`: a 3xx with `Location` and a small body.
  * - `{ type: "unauthorized", reveal? }`: MythIQ's 401 with the received key masked in the message
  *   (`reveal: true` puts the whole key in it).
+ * - `{ type: "mythiq" }`: MythIQ's Media API (test/helpers/fake-mythiq-media.ts): generations that
+ *   create media items and return their ids, uploads, `GET /v1/media` in MythIQ's shape
+ *   (`{"result":{"total":N,"medias":[...]},"success":true}`), `GET`/`POST /v1/media/{id}`; any other
+ *   path gets the models list.
  * - `{ type: "stall" }`: never answers. `{ type: "reset" }`: TCP RST before any response byte.
  *   `{ type: "hangup" }`: closes the connection before any response byte ("socket hang up").
  */
 import { STATUS_CODES } from "node:http";
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { createMediaLibrary, type MediaLibrary } from "./fake-mythiq-media.ts";
 
 export type Part = string | Buffer | { readonly delayMs: number } | { readonly until: Promise<unknown> };
 
@@ -70,6 +77,7 @@ export type Reply =
   | { readonly type: "sse"; readonly events: readonly SseEvent[]; readonly end?: EndMode; readonly headers?: Headers }
   | { readonly type: "redirect"; readonly status?: number; readonly location: string }
   | { readonly type: "unauthorized"; readonly reveal?: boolean }
+  | { readonly type: "mythiq" }
   | { readonly type: "stall" }
   | { readonly type: "reset" }
   | { readonly type: "hangup" };
@@ -118,6 +126,7 @@ export interface FakeUpstream {
   readonly connectionCount: number;
   reply(...replies: Reply[]): void;
   fallback: Reply | ((req: RecordedRequest) => Reply);
+  readonly media: MediaLibrary;
   waitForRequests(n: number): Promise<RecordedRequest[]>;
   close(): Promise<void>;
 }
@@ -127,6 +136,7 @@ export interface FakeUpstreamOptions {
 }
 
 const MAX_HEAD = 64 * 1024;
+const MODELS_LIST: Reply = { type: "json", status: 200, body: { object: "list", data: [{ id: "stability/sdxl", object: "model" }] } };
 const CRLF = Buffer.from("\r\n");
 const HEAD_END = Buffer.from("\r\n\r\n");
 
@@ -274,7 +284,8 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     reply(...replies) {
       queue.push(...replies);
     },
-    fallback: { type: "json", status: 200, body: { object: "list", data: [{ id: "stability/sdxl", object: "model" }] } },
+    fallback: (req) => (/^\/v1\/media(?:[/?]|$)/.test(req.target) ? { type: "mythiq" } : MODELS_LIST),
+    media: createMediaLibrary(),
     waitForRequests(n) {
       return new Promise((resolve) => {
         // Every arrival wakes every waiter once (the list is emptied), so a waiter still short of
@@ -327,6 +338,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
           headers: { location: reply.location, "content-type": "text/plain" },
           body: `Moved to ${reply.location}`,
         }, closed);
+      case "mythiq": {
+        const answer = fake.media.answer(req.method, req.target, req.body);
+        return respond(socket, req, answer === undefined ? MODELS_LIST : { type: "json", status: answer.status, body: answer.body }, closed);
+      }
       case "unauthorized": {
         const { masked, full } = maskKey(req.headers["authorization"]);
         return respond(socket, req, {

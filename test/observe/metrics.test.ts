@@ -123,7 +123,7 @@ void t.test("config_reloads_total and upstream_errors_total start at 0 for every
   let s = await scrape(m);
   t.equal(valueOf(s, "mythiq_proxy_config_reloads_total", { result: "applied" }), 0);
   t.equal(valueOf(s, "mythiq_proxy_config_reloads_total", { result: "rejected" }), 0);
-  t.equal(find(s, "mythiq_proxy_upstream_errors_total").length, 6);
+  t.equal(find(s, "mythiq_proxy_upstream_errors_total").length, 7, "the six of SPEC §5 and upstream_unfilterable");
   m.configReloaded("rejected");
   m.configReloaded("rejected");
   m.configReloaded("applied");

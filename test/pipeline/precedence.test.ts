@@ -56,14 +56,14 @@ clients:
   - id: nokey
     key: absent
     auth: { tokens: [${token("nokey")}] }
-    routes: [GET /v1/models, POST /v1/images/generations]
+    routes: [GET /v1/models, POST /v1/images/generations, "GET /v1/media/{id}"]
     models: [stability/sdxl]
     max_body: 1KiB
     rate_limit: { requests: 1, per: 1h, burst: 1 }
   - id: limited
     auth: { tokens: [${token("limited")}] }
     origins: ["${APP}"]
-    routes: [GET /v1/models, POST /v1/images/generations]
+    routes: [GET /v1/models, POST /v1/images/generations, "GET /v1/media/{id}"]
     models: [stability/sdxl]
     max_body: 1KiB
     rate_limit: { requests: 1, per: 1h, burst: 1 }
@@ -73,12 +73,33 @@ clients:
     models: [stability/sdxl]
     max_body: 1KiB
     budget: { daily_usd: 0.001 }
+  - id: gallery
+    auth: { tokens: [${token("gallery")}] }
+    origins: ["${APP}"]
+    routes: [GET /v1/models, POST /v1/images/generations, "GET /v1/media?limit", "GET /v1/media/{id}", "POST /v1/media/{id}"]
+    models: [stability/sdxl]
+    max_body: 1KiB
+    fields:
+      public: { allowed: [false], required: true, routes: [POST /v1/images/generations] }
+      provider: { allowed: [stability] }
+  - id: private
+    auth: { tokens: [${token("private")}] }
+    routes: [POST /v1/images/generations]
+    max_body: 1KiB
+    budget: { daily_usd: 0.001 }
+    fields:
+      public: { allowed: [false], required: true }
   - id: public
     auth: { anonymous: true }
     origins: ["https://public.example.com"]
     routes: [GET /v1/models]
 pricing: { stability/sdxl: 0.004, default: 0.01 }
 limits: { auth_failures: { requests: 1000, per: 1m } }
+ownership:
+  media:
+    create: [{ route: POST /v1/images/generations, id: "data[].id" }]
+    use: [{ route: "GET /v1/media/{id}" }, { route: "POST /v1/media/{id}" }]
+    list: [{ route: GET /v1/media, items: result.medias, count: result.total }]
 `;
 }
 
@@ -174,6 +195,27 @@ const ROWS = (): Row[] => [
   { name: "a missing model beats an exhausted budget", request: { ...tok("budgeted"), method: "POST", path: "/v1/images/generations" }, expect: refused(400, "model_required") },
   { name: "a body over max_body beats an exhausted budget", request: { ...tok("budgeted"), ...post({ ...sdxl, prompt: "x".repeat(4096) }) }, expect: refused(413, "body_too_large") },
   { name: "the budget is checked last", request: { ...tok("budgeted"), ...post(sdxl) }, expect: refused(429, "budget_exhausted") },
+  // Field policies are part of step 7: after the declared length, the content type, the parse and
+  // the model; values before presence; the budget after them.
+  { name: "a missing required field beats an exhausted budget", request: { ...tok("private"), ...post({ prompt: "x" }) }, expect: refused(400, "field_required") },
+  { name: "a missing body with a required field beats an exhausted budget", request: { ...tok("private"), method: "POST", path: "/v1/images/generations" }, expect: refused(400, "field_required") },
+  { name: "a refused field value beats an exhausted budget", request: { ...tok("private"), ...post({ prompt: "x", public: true }) }, expect: refused(403, "field_not_allowed") },
+  { name: 'the string "false" is refused before the budget', request: { ...tok("private"), ...post({ prompt: "x", public: "false" }) }, expect: refused(403, "field_not_allowed") },
+  { name: "a duplicate key beats a missing required field", request: { ...tok("private"), method: "POST", path: "/v1/images/generations", body: '{"prompt":"x","prompt":"y"}', headers: { "Content-Type": "application/json" } }, expect: refused(400, "duplicate_key") },
+  { name: "a body over max_body beats a refused field", request: { ...tok("private"), ...post({ public: true, prompt: "x".repeat(4096) }) }, expect: refused(413, "body_too_large") },
+  { name: "an unsupported content type beats a missing field", request: { ...tok("private"), method: "POST", path: "/v1/images/generations", body: "public=false", headers: { "Content-Type": "text/plain" } }, expect: refused(415, "unsupported_media_type") },
+  { name: "a refused model beats a refused field", request: { ...tok("gallery"), ...post({ ...dalle, public: true }) }, expect: refused(403, "model_not_allowed") },
+  { name: "a refused field value beats a missing required one", request: { ...tok("gallery"), ...post({ ...sdxl, provider: "openai" }) }, expect: refused(403, "field_not_allowed") },
+  // Ownership of a use route's id: after the limits (probing ids spends rate tokens), before the body.
+  { name: "an unowned id beats a body over max_body", request: { ...tok("gallery"), method: "POST", path: "/v1/media/med_1", json: { prompt: "x".repeat(4096) } }, expect: refused(404, "not_found") },
+  { name: "an unowned id beats a refused model", request: { ...tok("gallery"), method: "POST", path: "/v1/media/med_1", json: dalle }, expect: refused(404, "not_found") },
+  { name: "an unowned id beats a refused field", request: { ...tok("gallery"), method: "POST", path: "/v1/media/med_1", json: { provider: "openai" } }, expect: refused(404, "not_found") },
+  { name: "an unlisted query parameter beats an unowned id", request: { ...tok("gallery"), path: "/v1/media/med_1", query: { limit: 1 } }, expect: refused(400, "query_not_allowed") },
+  { name: "a refused origin beats an unowned id", request: { ...tok("gallery"), origin: EVIL, path: "/v1/media/med_1" }, expect: refused(403, "origin_not_allowed") },
+  { name: "a body on GET beats an unowned id", request: { ...tok("gallery"), path: "/v1/media/med_1", body: "x" }, expect: refused(400, "body_not_allowed") },
+  { name: "key_unavailable beats an unowned id", request: { ...tok("nokey"), path: "/v1/media/med_1" }, expect: refused(503, "key_unavailable") },
+  { name: "a rate limit beats an unowned id", before: [{ ...tok("limited"), path: "/v1/models" }], request: { ...tok("limited"), path: "/v1/media/med_1" }, expect: refused(429, "rate_limited") },
+  { name: "probing an id has spent its rate token", before: [{ ...tok("limited"), path: "/v1/media/med_1" }], request: { ...tok("limited"), path: "/v1/models" }, expect: refused(429, "rate_limited") },
   { name: "and a request that fails nothing is forwarded", request: { ...web, ...post(sdxl) }, expect: { allow: true, client: "web" } },
 ];
 

@@ -10,7 +10,8 @@ void t.test("accepts RFC 8259 text and reports the top-level members", async (t)
   t.same(r.members.get("model"), { type: "string", value: "stability/sdxl" });
   t.same(r.members.get("n"), { type: "number", value: 2 });
   t.same(r.members.get("x"), { type: "object" });
-  t.same(r.members.get("ok"), { type: "boolean" });
+  t.strictSame(r.members.get("ok"), { type: "boolean", value: true });
+  t.strictSame(r.members.get("f"), { type: "boolean", value: false }, "a boolean carries its value (field policies compare it)");
   t.same(r.members.get("z"), { type: "null" });
   t.same(r.members.get("e"), { type: "number", value: -1500 });
   t.equal(r.members.has("a"), false, "nested members are not reported");
