@@ -45,6 +45,11 @@ export interface LimitStore {
    * refused. The counter expires `ttlMs` after its last reservation.
    */
   reserve(key: string, amount: number, cap: number, ttlMs: number): Promise<Settle | undefined>;
+  /**
+   * Redis only: reserves like `reserve` while the store is down (`on_store_error: local`), without
+   * it: against the total it last reported, and written back to it when it answers again.
+   */
+  reserveOffline?(key: string, amount: number, cap: number, ttlMs: number): Settle | undefined;
   health(): StoreHealth;
   /** Resolves when `health()` is no longer `starting`. */
   readonly started: Promise<void>;

@@ -30,7 +30,7 @@ async function open(options: Partial<RedisStoreOptions> = {}): Promise<Recorded>
   const events: string[] = [];
   const prefix = options.prefix ?? `t${(prefixes += 1)}:`;
   const store = createRedisStore({
-    url: () => Promise.resolve(redis.url),
+    target: () => Promise.resolve({ mode: "standalone", url: redis.url }),
     probeMs: 50,
     maxReconnectDelayMs: 100,
     ...options,
@@ -100,13 +100,13 @@ t.test("atomic under concurrency: exactly the limit wins, in one store and acros
 
   const reserved = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? b : c).reserve("budget:k:d", 1, 37, HOUR)));
   t.equal(reserved.filter((r) => r !== undefined).length, 37, "37 of 100 reservations across two replicas");
-  t.equal(await redis.command("GET", "shared-atomic:budget:k:d"), "$2\r\n37\r\n", "never past the cap");
+  t.equal(await redis.command("HGET", "shared-atomic:budget:k:d", "total"), "$2\r\n37\r\n", "never past the cap");
 
   for (const s of slots) s?.();
   for (const r of reserved) r?.(false);
   await until("reservations given back", () => b.outstanding() + c.outstanding() === 0);
   await new Promise((r) => setTimeout(r, 50));
-  t.equal(await redis.command("GET", "shared-atomic:budget:k:d"), "$1\r\n0\r\n", "everything given back");
+  t.equal(await redis.command("HGET", "shared-atomic:budget:k:d", "total"), "$1\r\n0\r\n", "everything given back");
   t.equal(await redis.command("ZCARD", "shared-atomic:conc:k"), ":0\r\n");
 });
 
@@ -114,12 +114,12 @@ t.test("a kept reservation stays; giving back an absent counter never makes it n
   const { store, prefix } = await open();
   const kept = await store.reserve("budget:y:d", 30, 100, HOUR);
   kept?.(true);
-  t.equal(await redis.command("GET", `${prefix}budget:y:d`), "$2\r\n30\r\n");
+  t.equal(await redis.command("HGET", `${prefix}budget:y:d`, "total"), "$2\r\n30\r\n");
   const lost = await store.reserve("budget:y:d", 50, 100, HOUR);
   await redis.command("DEL", `${prefix}budget:y:d`); // as if Redis had restarted empty
   lost?.(false);
   await new Promise((r) => setTimeout(r, 50));
-  t.equal(await redis.command("GET", `${prefix}budget:y:d`), "$-1\r\n", "still absent, not -50");
+  t.equal(await redis.command("EXISTS", `${prefix}budget:y:d`), ":0\r\n", "still absent, not -50");
 });
 
 t.test("a dead replica's slots free themselves when their lease runs out; a live one's are renewed", async (t) => {
@@ -197,16 +197,16 @@ t.test("no Redis at the start: down after the connect timeout, up once it appear
 });
 
 t.test("a URL that cannot be read leaves the store down, saying why without any value", async (t) => {
-  const { store, events } = await open({ url: () => Promise.reject(new Error("secret environment variable REDIS_URL is not set")) });
+  const { store, events } = await open({ target: () => Promise.reject(new Error("secret environment variable REDIS_URL is not set")) });
   t.equal(store.health(), "down");
-  t.same(events, ["down: redis url could not be read: secret environment variable REDIS_URL is not set"]);
+  t.same(events, ["down: redis settings could not be read: secret environment variable REDIS_URL is not set"]);
 });
 
 t.test("a wrong password is reported without the password or the URL", async (t) => {
   await redis.command("CONFIG", "SET", "requirepass", "right-password-123");
   try {
     const url = `redis://:wrong-password-456@127.0.0.1:${redis.port}`;
-    const { store, events } = await open({ url: () => Promise.resolve(url), connectTimeoutMs: 1_000 });
+    const { store, events } = await open({ target: () => Promise.resolve({ mode: "standalone", url }), connectTimeoutMs: 1_000 });
     await until("down", () => store.health() === "down");
     const text = events.join("\n");
     t.match(text, /down: /);
