@@ -98,11 +98,20 @@ export function openRedisLink(target: RedisTarget, ioredis: IoredisModule, tunin
   if (target.mode === "cluster") {
     const options: ClusterOptions = {
       redisOptions: common,
-      enableOfflineQueue: false,
+      // Unlike one Redis, this stays on: ioredis connects to each node lazily, and with it off a
+      // command sent while a node's first connection is being made fails ("Connection is closed")
+      // although nothing is wrong. The store sends nothing while the cluster is not ready, and cuts
+      // every call off at its timeout, so nothing waits in this queue for long.
+      enableOfflineQueue: true,
       clusterRetryStrategy: retry,
       slotsRefreshInterval: tuning.refreshMs,
       slotsRefreshTimeout: Math.max(tuning.timeoutMs, 1_000),
       scaleReads: "master",
+      // A command for a primary that is gone fails at once instead of being retried after a pause:
+      // the request is decided by on_store_error now, and the probe finds the new primary.
+      retryDelayOnFailover: 0,
+      retryDelayOnClusterDown: 0,
+      retryDelayOnTryAgain: 0,
       // With TLS, connect by the names the nodes were given so that certificates match them.
       ...(tls === undefined ? {} : { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) }),
     };

@@ -216,9 +216,12 @@ export function createRedisStore(options: RedisStoreOptions): RedisLimitStore {
     if (recovering || closed) return;
     recovering = true;
     try {
+      noticePrimaries(await link?.primaries());
       await writeBack();
-      const now = await link?.primaries();
-      noticePrimaries(now);
+      // Offline reservations made while the write-back was on its way are not in it: send again
+      // (they are few), so that from "up" on Redis holds everything this replica reserved.
+      for (let again = 0; again < 3 && ledger.unwritten() > 0; again++) await writeBack();
+      if (ledger.unwritten() > 0) throw new Error("budget spend reserved while redis was away is still being written back");
       tripped = false;
       failedKeys.clear();
       stopProbe();

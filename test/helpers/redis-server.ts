@@ -9,13 +9,18 @@
  * await redis.stop();       SIGTERM, waits for the exit (the port stays reserved for `start`)
  * await redis.start();      starts again on the same port (empty: nothing was persisted)
  * redis.pause(); redis.resume();  SIGSTOP / SIGCONT: a Redis that hangs without closing connections
+ * await redis.kill();       SIGKILL, waits for the exit: a primary that dies mid-run
  * await redis.close();      stops it for good and removes the temp dir (teardown)
  * ```
+ *
+ * Options: `args` are added to the command line (`--replicaof`, `--cluster-enabled yes`, …);
+ * `sentinel` runs it as a Redis Sentinel (`redis-server FILE --sentinel`, the same binary Debian's
+ * redis-sentinel links to) with that text as its config file, which Sentinel rewrites as it learns.
  *
  * `REDIS_SERVER` overrides the binary (default `redis-server` on PATH, else /usr/bin/redis-server).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +35,8 @@ export interface RedisServer {
   stop(): Promise<void>;
   pause(): void;
   resume(): void;
+  /** SIGKILL: no shutdown, connections reset. The port stays reserved for `start`. */
+  kill(): Promise<void>;
   /** Sends one command (arguments as strings) on a new connection; resolves with the raw reply text. */
   command(...args: string[]): Promise<string>;
   close(): Promise<void>;
@@ -103,7 +110,14 @@ function complete(reply: string): boolean {
   return true;
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+export interface RedisServerOptions {
+  /** Added after the default arguments. */
+  readonly args?: readonly string[];
+  /** Run as a sentinel with this config text (port, bind and dir are added). */
+  readonly sentinel?: string;
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), "mythiq-proxy-redis-"));
   const bin = binary();
   let port = 0;
@@ -128,12 +142,17 @@ export async function startRedisServer(): Promise<RedisServer> {
     }
   }
 
+  function argv(): string[] {
+    const common = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"];
+    if (options.sentinel === undefined) return [...common, "--save", "", "--appendonly", "no", ...(options.args ?? [])];
+    const file = join(dir, "sentinel.conf");
+    // Written at the first start only: a restarted sentinel keeps what it learnt.
+    if (!existsSync(file)) writeFileSync(file, options.sentinel);
+    return [file, "--sentinel", ...common, ...(options.args ?? [])];
+  }
+
   async function launch(): Promise<void> {
-    const proc = spawn(
-      bin,
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
+    const proc = spawn(bin, argv(), { stdio: ["ignore", "ignore", "pipe"] });
     child = proc;
     let stderr = "";
     proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -203,6 +222,16 @@ export async function startRedisServer(): Promise<RedisServer> {
       if (child === undefined || !paused) return;
       child.kill("SIGCONT");
       paused = false;
+    },
+    async kill() {
+      const proc = child;
+      if (proc === undefined) return;
+      child = undefined;
+      paused = false;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+      proc.kill("SIGKILL");
+      await exited;
     },
     command: (...args) => rawCommand(port, args),
     async close() {
