@@ -99,5 +99,5 @@ export function secretsOf(target: RedisTarget): string[] {
     }
   }
   // Longest first, so a password inside the URL is not cut out of it before the URL itself.
-  return parts.filter((p) => p !== "").sort((a, b) => b.length - a.length);
+  return [...new Set(parts.filter((p) => p !== ""))].sort((a, b) => b.length - a.length);
 }

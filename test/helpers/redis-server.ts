@@ -15,13 +15,15 @@
  *
  * Options: `args` are added to the command line (`--replicaof`, `--cluster-enabled yes`, …);
  * `sentinel` runs it as a Redis Sentinel (`redis-server FILE --sentinel`, the same binary Debian's
- * redis-sentinel links to) with that text as its config file, which Sentinel rewrites as it learns.
+ * redis-sentinel links to) with that text as its config file, which Sentinel rewrites as it learns;
+ * `tls` serves TLS only (no plain port), `url` is then `rediss://` and `command` speaks TLS too.
  *
  * `REDIS_SERVER` overrides the binary (default `redis-server` on PATH, else /usr/bin/redis-server).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./free-port.ts";
@@ -57,15 +59,15 @@ function encode(args: readonly string[]): string {
 }
 
 /** One command over a raw socket, for test set-up and inspection without a client library. */
-function rawCommand(port: number, args: readonly string[], timeoutMs = 2000): Promise<string> {
+function rawCommand(port: number, args: readonly string[], timeoutMs = 2000, ca?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1");
+    const socket = ca === undefined ? net.connect(port, "127.0.0.1") : tls.connect({ port, host: "127.0.0.1", ca: readFileSync(ca) });
     let reply = "";
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`redis ${args[0] ?? ""} timed out`));
     }, timeoutMs);
-    socket.on("connect", () => socket.write(encode(args)));
+    socket.on(ca === undefined ? "connect" : "secureConnect", () => socket.write(encode(args)));
     socket.on("data", (chunk: Buffer) => {
       reply += chunk.toString("utf8");
       if (complete(reply)) {
@@ -115,6 +117,8 @@ export interface RedisServerOptions {
   readonly args?: readonly string[];
   /** Run as a sentinel with this config text (port, bind and dir are added). */
   readonly sentinel?: string;
+  /** PEM files: serve TLS only, with this certificate; clients are not asked for one. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
@@ -132,7 +136,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   async function waitForPing(deadline: number): Promise<void> {
     for (;;) {
       try {
-        if ((await rawCommand(port, ["PING"], 500)).startsWith("+PONG")) return;
+        // A server that asks for a password answers too: it is up.
+        if (/^(\+PONG|-NOAUTH)/.test(await rawCommand(port, ["PING"], 500, options.tls?.ca))) return;
       } catch {
         // not listening yet
       }
@@ -143,7 +148,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   }
 
   function argv(): string[] {
-    const common = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"];
+    const t = options.tls;
+    const listen =
+      t === undefined
+        ? ["--port", String(port)]
+        : ["--port", "0", "--tls-port", String(port), "--tls-cert-file", t.cert, "--tls-key-file", t.key, "--tls-ca-cert-file", t.ca, "--tls-auth-clients", "no"];
+    const common = [...listen, "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"];
     if (options.sentinel === undefined) return [...common, "--save", "", "--appendonly", "no", ...(options.args ?? [])];
     const file = join(dir, "sentinel.conf");
     // Written at the first start only: a restarted sentinel keeps what it learnt.
@@ -152,10 +162,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   }
 
   async function launch(): Promise<void> {
-    const proc = spawn(bin, argv(), { stdio: ["ignore", "ignore", "pipe"] });
+    const proc = spawn(bin, argv(), { stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
     let stderr = "";
-    proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    // Redis writes its fatal errors to stdout; keep the tail of both for the error message.
+    const keep = (d: Buffer): void => void (stderr = (stderr + d.toString()).slice(-2000));
+    proc.stdout?.on("data", keep);
+    proc.stderr?.on("data", keep);
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
     try {
       await waitForPing(Date.now() + 5000);
@@ -203,7 +216,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       return port;
     },
     get url() {
-      return `redis://127.0.0.1:${port}`;
+      return `${options.tls === undefined ? "redis" : "rediss"}://127.0.0.1:${port}`;
     },
     get running() {
       return child !== undefined;
@@ -233,7 +246,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       proc.kill("SIGKILL");
       await exited;
     },
-    command: (...args) => rawCommand(port, args),
+    command: (...args) => rawCommand(port, args, 2000, options.tls?.ca),
     async close() {
       await stop();
       process.removeListener("exit", killOnExit);

@@ -1,14 +1,14 @@
 // The redis store against a real redis-server: the same answers as the memory store, atomic under
 // concurrency and across store instances ("replicas"), keys under the prefix with TTLs, leases that
-// free a dead replica's slots, and health that follows Redis going away (stopped or hung) and
-// coming back without help.
+// free a dead replica's slots, health that follows Redis going away (stopped or hung) and coming
+// back without help, and budget spend that survives an outage: reserved offline, written back
+// before the store is up again, once.
 import t from "tap";
-import { createRedisStore, type RedisStoreOptions } from "../../src/limits/redis-store.ts";
-import type { LimitStore } from "../../src/limits/store.ts";
+import { createRedisStore, type RedisLimitStore, type RedisStoreOptions } from "../../src/limits/redis-store.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
 
 let redis: RedisServer;
-const stores: LimitStore[] = [];
+const stores: RedisLimitStore[] = [];
 let prefixes = 0;
 
 t.before(async () => {
@@ -20,7 +20,7 @@ t.teardown(async () => {
 });
 
 interface Recorded {
-  readonly store: LimitStore;
+  readonly store: RedisLimitStore;
   readonly events: string[];
   readonly prefix: string;
 }
@@ -35,7 +35,13 @@ async function open(options: Partial<RedisStoreOptions> = {}): Promise<Recorded>
     maxReconnectDelayMs: 100,
     ...options,
     prefix,
-    events: { up: () => events.push("up"), down: (why) => events.push(`down: ${why}`), error: () => events.push("error") },
+    events: {
+      up: () => events.push("up"),
+      down: (why) => events.push(`down: ${why}`),
+      error: () => events.push("error"),
+      failover: () => events.push("failover"),
+      wroteBack: (key, amount) => events.push(`wrote back ${amount} to ${key}`),
+    },
   });
   stores.push(store);
   await store.started;
@@ -226,3 +232,85 @@ async function redisAuthCommand(password: string, args: string[]): Promise<void>
   await client.call(args[0]!, ...args.slice(1));
   client.disconnect();
 }
+
+const total = async (key: string): Promise<number> => Number((await redis.command("HGET", key, "total")).split("\r\n")[1] ?? "NaN");
+
+t.test("an outage: budget reserved offline (against the last total) is written back before the store is up, and only once", async (t) => {
+  const { store, events, prefix } = await open();
+  const key = "budget:w:2030-01-01";
+  const kept = await store.reserve(key, 30, 100, HOUR);
+  kept?.(true);
+  await redis.stop(); // comes back empty: the 30 are lost too
+  await until("down", () => store.health() === "down");
+  const offline = store.reserveOffline(key, 50, 100, HOUR);
+  t.ok(offline, "30 + 50 ≤ 100");
+  t.equal(store.reserveOffline(key, 30, 100, HOUR), undefined, "30 + 50 + 30 > 100: refused");
+  const givenBack = store.reserveOffline(key, 10, 100, HOUR);
+  givenBack?.(false);
+  offline?.(true);
+  t.equal(store.outstanding(), 0);
+
+  await redis.start();
+  await until("up", () => store.health() === "up");
+  t.equal(await total(prefix + key), 80, "the shared 30 the restart lost and the 50 reserved offline");
+  t.same(events.filter((e) => e.startsWith("wrote back")), [`wrote back 80 to ${key}`]);
+  t.ok(events.indexOf(`wrote back 80 to ${key}`) < events.lastIndexOf("up"), "written back before the store said up");
+  t.equal(await store.reserve(key, 21, 100, HOUR), undefined, "the day's budget is not handed out again");
+
+  // Down and up again without losing anything: the write-back adds nothing (it is a maximum).
+  redis.pause();
+  await t.rejects(store.take("rate:w", { capacity: 1, refill: 1, periodMs: HOUR }));
+  redis.resume();
+  await until("up again", () => store.health() === "up");
+  t.equal(await total(prefix + key), 80, "still 80");
+  t.equal(events.filter((e) => e.startsWith("wrote back")).length, 1, "nothing more written back");
+});
+
+t.test("a failover that lost reservations: each replica puts back its own share when it reconnects", async (t) => {
+  const a = await open({ prefix: "lost:" });
+  const b = await open({ prefix: "lost:" });
+  const key = "budget:f:2030-01-01";
+  (await a.store.reserve(key, 7, 100, HOUR))?.(true);
+  (await b.store.reserve(key, 5, 100, HOUR))?.(true);
+  const gone = await a.store.reserve(key, 3, 100, HOUR);
+  gone?.(false); // given back while up: not part of a's share any more
+  t.equal(await total(`lost:${key}`), 12);
+  // As if a new primary had taken over without the last writes: the counter is gone, and every
+  // connection drops (what a failover does to clients).
+  await redis.command("DEL", `lost:${key}`);
+  await redis.command("CLIENT", "KILL", "TYPE", "normal");
+  await until("both back up", () => a.events.filter((e) => e === "up").length === 2 && b.events.filter((e) => e === "up").length === 2);
+  t.equal(await total(`lost:${key}`), 12, "7 + 5 again");
+  t.same(a.events.filter((e) => e.startsWith("wrote back")), [`wrote back 7 to ${key}`]);
+  t.same(b.events.filter((e) => e.startsWith("wrote back")), [`wrote back 5 to ${key}`]);
+  t.equal(a.events.includes("failover"), false, "the same Redis server: not a failover");
+  // A replica can only give back its own share.
+  const over = await b.store.reserve(key, 1, 100, HOUR);
+  await redis.command("HSET", `lost:${key}`, `r:unknown`, "0");
+  over?.(false);
+  await until("given back", () => b.store.outstanding() === 0);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(await total(`lost:${key}`), 12);
+});
+
+t.test("a restarted Redis is another server: counted as a failover", async (t) => {
+  const { store, events } = await open();
+  await redis.stop();
+  await until("down", () => store.health() === "down");
+  await redis.start();
+  await until("up", () => store.health() === "up");
+  t.equal(events.filter((e) => e === "failover").length, 1);
+});
+
+t.test("a counter written by an earlier version (a plain integer) is kept: it becomes the hash with its value", async (t) => {
+  const { store, prefix } = await open();
+  const key = `${prefix}budget:l:2030-01-01`;
+  await redis.command("SET", key, "300", "PX", "500000");
+  t.ok(await store.reserve("budget:l:2030-01-01", 5, 1_000, HOUR), "reserved on top of the old count");
+  t.equal(await redis.command("TYPE", key), "+hash\r\n");
+  t.equal(await total(key), 305);
+  t.equal(await redis.command("HGET", key, "legacy"), "$3\r\n300\r\n");
+  t.equal(await store.reserve("budget:l:2030-01-01", 696, 1_000, HOUR), undefined, "305 + 696 > 1000");
+  const ttl = Number((await redis.command("PTTL", key)).slice(1));
+  t.ok(ttl > 0 && ttl <= HOUR, `it expires with the day like any counter (${ttl} ms)`);
+});
