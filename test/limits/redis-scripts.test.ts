@@ -5,7 +5,7 @@
 import t from "tap";
 import * as scripts from "../../src/limits/redis-scripts.ts";
 
-const all = Object.entries(scripts).filter((e): e is [string, string] => typeof e[1] === "string");
+const all: [string, string][] = Object.entries(scripts as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === "string");
 
 t.ok(all.length >= 8, `${all.length} scripts`);
 for (const [name, lua] of all) {
