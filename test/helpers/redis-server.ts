@@ -76,7 +76,7 @@ function rawCommand(port: number, args: readonly string[], timeoutMs = 2000, ca?
         resolve(reply);
       }
     });
-    socket.on("error", (err) => {
+    socket.on("error", (err: Error) => {
       clearTimeout(timer);
       reject(err);
     });
