@@ -14,6 +14,7 @@
  * one (redis-store.ts `reserveOffline`): against the budget left as Redis last reported it, and
  * written back to Redis when it returns, so the day's spend is not handed out again.
  */
+import { deadline } from "./deadline.ts";
 import type { BucketSpec, LimitStore, Release, Settle, TakeResult } from "./store.ts";
 
 export type OnStoreError = "local" | "deny";
@@ -68,7 +69,7 @@ export function createGuardedStore(options: GuardOptions): GuardedStore {
     if (shared.health() !== "up") return LATE;
     const left = timeoutMs - (performance.now() - begun);
     if (left <= 0) return LATE;
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: () => void = () => {};
     let late = false;
     const call: Promise<T | typeof LATE> = op(shared).then(
       (value): T => {
@@ -78,16 +79,16 @@ export function createGuardedStore(options: GuardOptions): GuardedStore {
       // The store has marked itself down and counted the error; fall through to the policy.
       (): typeof LATE => LATE,
     );
-    const deadline = new Promise<typeof LATE>((resolve) => {
-      timer = setTimeout(() => {
+    const due = new Promise<typeof LATE>((resolve) => {
+      cancel = deadline(left, () => {
         late = true;
         resolve(LATE);
-      }, left);
+      });
     });
     try {
-      return await Promise.race([call, deadline]);
+      return await Promise.race([call, due]);
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 

@@ -22,6 +22,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { errorFields } from "../observe/log.ts";
 import { createBudgetLedger, type PendingShare } from "./budget-ledger.ts";
+import { deadline } from "./deadline.ts";
 import { loadIoredis } from "./ioredis.ts";
 import { openRedisLink, type RedisLink } from "./redis-link.ts";
 import { ACQUIRE_SLOT, PROBE, RELEASE_SLOT, RENEW_SLOTS, RESERVE, RESTORE, TAKE_TOKEN, UNRESERVE } from "./redis-scripts.ts";
@@ -155,11 +156,11 @@ export function createRedisStore(options: RedisStoreOptions): RedisLimitStore {
 
   /** Rejects after `ms` unless `promise` settled first; leaves no timer behind. */
   function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: () => void = () => {};
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`redis call timed out after ${ms} ms`)), ms);
+      cancel = deadline(ms, () => reject(new Error(`redis call timed out after ${ms} ms`)));
     });
-    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+    return Promise.race([promise, late]).finally(() => cancel());
   }
 
   /** One script on one key, up or not (the caller decides), cut off at `timeoutMs`. */
@@ -282,7 +283,9 @@ export function createRedisStore(options: RedisStoreOptions): RedisLimitStore {
   function connect(target: RedisTarget, ioredis: Awaited<ReturnType<typeof loadIoredis>>): void {
     secrets = secretsOf(target);
     const l = openRedisLink(target, ioredis, {
-      timeoutMs,
+      // ioredis's own command timeout is only a backstop: `within` is the deadline that counts
+      // (deadline.ts says why ioredis's plain timer would fire early on a busy process).
+      timeoutMs: timeoutMs * 2,
       connectTimeoutMs: Math.max(timeoutMs, Math.min(connectTimeoutMs, 10_000)),
       maxReconnectDelayMs,
       refreshMs: probeMs,
