@@ -11,9 +11,12 @@
  * - reconnection backs off from 100 ms up to `maxReconnectDelayMs`, for ever.
  *
  * Sentinel: ioredis asks the sentinels for the primary of `name` at each (re)connection and checks
- * the server's role, so after a failover it lands on the new primary. It also subscribes to the
- * sentinels' `+switch-master` (`failoverDetector`), so a primary that was replaced while still
- * reachable (a partition, a manual failover) is left at once rather than when it fails.
+ * the server's role, so after a failover it lands on the new primary. A primary that was replaced
+ * while still reachable (a partition, a manual failover) answers writes with READONLY once the
+ * sentinels have made it a replica: that error reconnects, which asks the sentinels again.
+ * ioredis's `failoverDetector` (a subscription to `+switch-master`) is left off: when the switch is
+ * announced while ioredis is itself reconnecting, it aborts that reconnection and the client ends
+ * for good (ioredis 5.x), which a proxy replica must never do.
  *
  * Cluster: commands are routed by their one key's slot; the slot map is read again every
  * `refreshMs` and on every MOVED, so the replica promoted in place of a failed primary is used
@@ -55,9 +58,9 @@ export interface RedisLink {
   reconnect(): void;
   /**
    * `ready`: connected, the first time or again. `close`: every connection is lost (ioredis is
-   * reconnecting).
+   * reconnecting). `end`: the client gave up and will not reconnect (not after `close()` only).
    */
-  on(event: "ready" | "close", listener: () => void): void;
+  on(event: "ready" | "close" | "end", listener: () => void): void;
   /** A cluster's slot map was read again; `primaries` as `primaries()` says. Never called otherwise. */
   onTopology(listener: (primaries: string | undefined) => void): void;
   onError(listener: (err: unknown) => void): void;
@@ -136,11 +139,10 @@ export function openRedisLink(target: RedisTarget, ioredis: IoredisModule, tunin
             ...(tls === undefined ? {} : { sentinelTLS: tls, enableTLSForSentinelMode: true }),
             sentinelCommandTimeout: tuning.timeoutMs,
             sentinelRetryStrategy: retry,
-            failoverDetector: true,
-            // A failover detector's connection to a sentinel that went away is tried again this often.
-            sentinelReconnectStrategy: () => 5_000,
+            failoverDetector: false,
+            reconnectOnError: readOnlyReconnects,
           })
-        : new ioredis.Redis(urlFor(target), { ...common, retryStrategy: retry });
+        : new ioredis.Redis(urlFor(target), { ...common, retryStrategy: retry, reconnectOnError: readOnlyReconnects });
     client = redis;
     primaries = async () => {
       try {
@@ -180,6 +182,11 @@ export function openRedisLink(target: RedisTarget, ioredis: IoredisModule, tunin
       });
     },
   };
+}
+
+/** A write refused by a server that is a replica now (after a failover): connect again, to the primary. */
+function readOnlyReconnects(err: Error): boolean {
+  return err.message.startsWith("READONLY");
 }
 
 /**

@@ -64,6 +64,8 @@ export interface RedisStoreOptions {
   readonly maxReconnectDelayMs?: number;
   /** Wall clock in epoch ms, for when budget counters end; default `Date.now`. */
   readonly now?: () => number;
+  /** Makes the client (tests drive faults through it); default `openRedisLink`. */
+  readonly openLink?: typeof openRedisLink;
 }
 
 /** The redis store's own operations beyond `LimitStore`. */
@@ -282,7 +284,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisLimitStore {
 
   function connect(target: RedisTarget, ioredis: Awaited<ReturnType<typeof loadIoredis>>): void {
     secrets = secretsOf(target);
-    const l = openRedisLink(target, ioredis, {
+    const l = (options.openLink ?? openRedisLink)(target, ioredis, {
       // ioredis's own command timeout is only a backstop: `within` is the deadline that counts
       // (deadline.ts says why ioredis's plain timer would fire early on a busy process).
       timeoutMs: timeoutMs * 2,
@@ -290,15 +292,32 @@ export function createRedisStore(options: RedisStoreOptions): RedisLimitStore {
       maxReconnectDelayMs,
       refreshMs: probeMs,
     });
-    l.on("ready", () => void recover());
-    l.onError((err) => {
-      if (state === "starting") setState("down", describe(err));
+    // Events of a client that was replaced (below) are not this store's any more.
+    l.on("ready", () => {
+      if (link === l) void recover();
     });
-    l.on("close", () => setState("down", "connection to redis closed"));
+    l.onError((err) => {
+      if (link === l && state === "starting") setState("down", describe(err));
+    });
+    l.on("close", () => {
+      if (link === l) setState("down", "connection to redis closed");
+    });
+    // ioredis ends a client for good in a few cases (an interrupted Sentinel lookup, for one): a
+    // replica must not stay on per-replica limits for ever, so a new client takes over.
+    l.on("end", () => {
+      if (closed || link !== l) return;
+      setState("down", "connection to redis ended");
+      const retry = setTimeout(() => {
+        if (closed || link !== l) return;
+        void l.close();
+        connect(target, ioredis);
+      }, maxReconnectDelayMs);
+      retry.unref();
+    });
     // A cluster whose slot map names other primaries failed over, perhaps without this replica
     // seeing an error: write the shares back at once (a failover may have lost the last ones).
     l.onTopology((now) => {
-      if (state === "up" && noticePrimaries(now)) writeBack().catch(() => {});
+      if (link === l && state === "up" && noticePrimaries(now)) writeBack().catch(() => {});
     });
     link = l;
   }

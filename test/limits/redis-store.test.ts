@@ -4,6 +4,7 @@
 // back without help, and budget spend that survives an outage: reserved offline, written back
 // before the store is up again, once.
 import t from "tap";
+import { openRedisLink } from "../../src/limits/redis-link.ts";
 import { createRedisStore, type RedisLimitStore, type RedisStoreOptions } from "../../src/limits/redis-store.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
 
@@ -314,4 +315,50 @@ t.test("a counter written by an earlier version (a plain integer) is kept: it be
   t.equal(await store.reserve("budget:l:2030-01-01", 696, 1_000, HOUR), undefined, "305 + 696 > 1000");
   const ttl = Number((await redis.command("PTTL", key)).slice(1));
   t.ok(ttl > 0 && ttl <= HOUR, `it expires with the day like any counter (${ttl} ms)`);
+});
+
+t.test("a client that ioredis ends for good is replaced by a new one", async (t) => {
+  const ended: Array<() => void> = [];
+  let opened = 0;
+  const { store, events } = await open({
+    maxReconnectDelayMs: 50,
+    openLink(target, ioredis, tuning) {
+      opened += 1;
+      const link = openRedisLink(target, ioredis, tuning);
+      return {
+        ...link,
+        on(event, listener) {
+          if (event === "end") ended.push(listener);
+          link.on(event, listener);
+        },
+      };
+    },
+  });
+  t.equal(opened, 1);
+  t.equal(store.health(), "up");
+  ended[0]?.(); // as ioredis does after an interrupted Sentinel lookup
+  t.equal(store.health(), "down");
+  await until("a new client, up", () => opened === 2 && store.health() === "up");
+  t.match(events, ["up", "down: connection to redis ended", "up"]);
+  t.equal((await store.take("rate:e", { capacity: 1, refill: 1, periodMs: HOUR })).ok, true);
+});
+
+t.test("a write refused with READONLY (the server became a replica: a failover endpoint's old node) reconnects", async (t) => {
+  const other = await startRedisServer();
+  t.teardown(() => other.close());
+  const ids = async (): Promise<string[]> => [...(await redis.command("CLIENT", "LIST")).matchAll(/id=(\d+) .*name=mythiq-proxy/g)].map((m) => m[1] ?? "");
+  const others = await ids();
+  const { store } = await open();
+  const mine = (await ids()).filter((id) => !others.includes(id));
+  t.equal(mine.length, 1, "this store's connection");
+  await redis.command("REPLICAOF", "127.0.0.1", String(other.port));
+  try {
+    await t.rejects(store.reserve("budget:ro:2030-01-01", 1, 10, HOUR), /READONLY/);
+    const deadline = Date.now() + 5_000;
+    while ((await ids()).includes(mine[0] ?? "") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    t.notOk((await ids()).includes(mine[0] ?? ""), "that connection was dropped: ioredis connects again (to whatever the address names now)");
+  } finally {
+    await redis.command("REPLICAOF", "NO", "ONE");
+  }
+  await until("up again", () => store.health() === "up");
 });
