@@ -243,7 +243,13 @@ export function createRedisStore(options: RedisStoreOptions): RedisLimitStore {
   }
 
   async function writeShare(share: PendingShare): Promise<void> {
-    const reply = await exec(SCRIPTS.restore, share.fullKey, [share.share, Math.max(1, Math.ceil(share.ttlMs)), instance]);
+    const reply = await exec(SCRIPTS.restore, share.fullKey, [share.share, Math.max(1, Math.ceil(share.ttlMs)), instance]).catch(
+      (err: unknown) => {
+        // The probe asks this key's server next (on a cluster, another node than a PING would).
+        if (failedKeys.size < MAX_FAILED_KEYS) failedKeys.add(share.fullKey);
+        throw err;
+      },
+    );
     const [added, total] = pair(reply, share.share);
     ledger.restored(share, total);
     if (added > 0) events.wroteBack?.(share.key, added);
