@@ -147,7 +147,8 @@ t.test("an outage under on_store_error: local: local decisions counted, spend wr
   const metrics = createMetrics({ version: "t", processMetrics: false });
   const lines: string[] = [];
   const cfg = config('limits: { store: redis, redis: { url: {env: REDIS_URL}, prefix: "lt6:" }, on_store_error: local }');
-  const limits = build(cfg, deps(metrics, lines));
+  // A generous timeout: on a loaded machine the first calls must not fall back for being slow.
+  const limits = build(cfg, deps(metrics, lines, { redis: { probeMs: 50, maxReconnectDelayMs: 100, timeoutMs: 3_000 } }));
   await limits.stores.shared.started;
   const client = cfg.clients[0]!;
   const scrape = async () => parseScrape(await metrics.metricsText());
@@ -159,6 +160,8 @@ t.test("an outage under on_store_error: local: local decisions counted, spend wr
   try {
     const deadline = Date.now() + 5_000;
     while (limits.stores.shared.health() !== "down" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    t.equal(limits.stores.shared.health(), "down");
+    t.equal(valueOf(await scrape(), LOCAL_DECISIONS_METRIC, { limit: "budget", result: "allowed" }), 0, "nothing decided locally yet");
     const local = post(client);
     t.same(await limits.charge[0]!.check(local), { ok: true }, "the last 0.01, reserved locally");
     for (const cleanup of local.cleanups) cleanup({ status: 200, forwarded: true, upstreamStatus: 200 });
