@@ -34,6 +34,8 @@ async function open(options: Partial<RedisStoreOptions> = {}): Promise<Recorded>
     target: () => Promise.resolve({ mode: "standalone", url: redis.url }),
     probeMs: 50,
     maxReconnectDelayMs: 100,
+    // Generous, so that a loaded machine does not time calls out; tests of the timeout set their own.
+    timeoutMs: 2_000,
     ...options,
     prefix,
     events: {
