@@ -288,10 +288,30 @@ function checkLimits(limits: unknown, err: Report, warn: Report): void {
   if (!isObj(limits)) return;
   const redis = isObj(limits.redis) ? limits.redis : undefined;
   if (limits.store === "redis" && !has(limits, "redis")) {
-    err(["limits", "store"], "store: redis needs redis.url (e.g. redis: { url: {env: REDIS_URL} })");
+    err(["limits", "store"], "store: redis needs redis.url, redis.sentinels (with name) or redis.cluster (e.g. redis: { url: {env: REDIS_URL} })");
   }
   if (redis && (limits.store ?? "memory") === "memory") {
     warn(["limits", "redis"], "is ignored while store is memory", "key");
+  }
+  if (redis) checkRedisTopology(redis, err);
+}
+
+/** Where the shared limits live: exactly one of one Redis, Sentinel, or Cluster, with what each needs. */
+function checkRedisTopology(redis: Obj, err: Report): void {
+  const base = ["limits", "redis"];
+  const modes = (["url", "sentinels", "cluster"] as const).filter((k) => has(redis, k));
+  if (modes.length === 0) {
+    err(base, "needs one of url (one Redis), sentinels with name (Sentinel) or cluster (Redis Cluster)", "key");
+  }
+  for (const extra of modes.slice(1)) {
+    err([...base, extra], "url, sentinels and cluster are alternatives: give exactly one (url for one Redis, sentinels with name for Sentinel, cluster for Redis Cluster)", "key");
+  }
+  const sentinels = has(redis, "sentinels");
+  if (sentinels && !has(redis, "name")) {
+    err([...base, "sentinels"], "needs name: the master group the sentinels watch (e.g. name: mymaster)", "key");
+  }
+  for (const key of ["name", "sentinel_username", "sentinel_password"]) {
+    if (has(redis, key) && !sentinels) err([...base, key], "is for Sentinel only: it goes with sentinels", "key");
   }
 }
 

@@ -10,6 +10,7 @@ import { parseCidr } from "../rules/ip.ts";
 import { parseOriginPattern } from "../rules/origins.ts";
 import { parseRouteTemplate } from "../rules/routes.ts";
 import { parseTokenHash } from "../rules/tokens.ts";
+import type { HostPort } from "./types.ts";
 
 export type Check<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string };
 
@@ -120,6 +121,35 @@ export function checkHost(text: string): Check<string> {
   if (isIPv4(text) || (isIPv6(text) && !text.includes("%")) || HOSTNAME.test(text)) return ok(text);
   if (/^\[.*\]$/.test(text)) return no(`${JSON.stringify(text)}: write IPv6 addresses without brackets, e.g. ::1`);
   return no(`${JSON.stringify(text)} is not an IP address or host name (use e.g. 0.0.0.0, 127.0.0.1, ::)`);
+}
+
+/**
+ * `host:port` of a Redis node or sentinel: a DNS name or IPv4 address, or an IPv6 address in
+ * brackets (`[fd00::5]:26379`), and a port 1–65535. Never echoes the value: a URL pasted here may
+ * carry a password.
+ */
+export function checkHostPort(text: string): Check<HostPort> {
+  const example = "e.g. redis-sentinel.redis.svc:26379, 10.0.0.5:6379 or [fd00::5]:6379";
+  if (text.includes("://") || text.includes("@") || text.includes("/")) {
+    return no(`must be host:port, not a URL (${example}); a password goes in password: {env: NAME}`);
+  }
+  const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(text);
+  const colon = text.lastIndexOf(":");
+  if (bracketed === null && colon < 0) return no(`has no port: write host:port (${example})`);
+  const host = bracketed !== null ? (bracketed[1] ?? "") : text.slice(0, colon);
+  const portText = bracketed !== null ? (bracketed[2] ?? "") : text.slice(colon + 1);
+  if (bracketed === null && host.includes(":")) return no(`an IPv6 address goes in brackets: [fd00::5]:6379`);
+  const validHost = bracketed !== null ? isIPv6(host) && !host.includes("%") : isIPv4(host) || HOSTNAME.test(host);
+  if (!validHost) return no(`is not host:port: the host must be a DNS name or an IP address (${example})`);
+  const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : 0;
+  if (port < 1 || port > 65535) return no("the port must be a whole number from 1 to 65535");
+  return ok({ host, port });
+}
+
+/** The name a TLS server's certificate must carry (SNI and verification): a DNS name or an IP address. */
+export function checkServerName(text: string): Check<string> {
+  if (HOSTNAME.test(text) || isIPv4(text) || isIPv6(text)) return ok(text);
+  return no(`${JSON.stringify(text)} is not a host name (the name on the server's certificate, e.g. redis.example.com)`);
 }
 
 /** RFC 6265 cookie-name (an HTTP token). */

@@ -19,10 +19,12 @@ import {
   checkCookieName,
   checkEnvName,
   checkHost,
+  checkHostPort,
   checkJwtAlgorithm,
   checkName,
   checkOrigin,
   checkRoute,
+  checkServerName,
   checkTokenHash,
   checkUrl,
 } from "./formats.ts";
@@ -334,15 +336,36 @@ const clientSchema = z.strictObject({
   fields: nullProtoRecord(fieldPolicySchema).optional(),
 });
 
+/** `tls: true` is TLS with the system's CAs; a map adds a CA file or the name the certificate must carry. */
+const redisTlsSchema = z.preprocess(
+  (v) => (v === true ? {} : v === false ? undefined : v),
+  z
+    .strictObject(
+      { ca_file: text().optional(), server_name: formatted(checkServerName).optional() },
+      { error: (iss) => (iss.code === "invalid_type" ? "must be true, false, or a map with ca_file and/or server_name" : undefined) },
+    )
+    .optional(),
+);
+
+/** `limits.redis`; which of url, sentinels and cluster is set is judged in cross-checks.ts. */
+const redisSchema = z.strictObject({
+  url: scalar<SecretRef | string>((v) => (typeof v === "string" ? checkRedisUrl(v) : checkSecretRef(v))).optional(),
+  sentinels: nonEmptyList(formatted(checkHostPort), "must list at least one sentinel (host:port)").optional(),
+  name: text().optional(),
+  cluster: nonEmptyList(formatted(checkHostPort), "must list at least one node of the cluster (host:port)").optional(),
+  username: text().optional(),
+  password: secretRef().optional(),
+  sentinel_username: text().optional(),
+  sentinel_password: secretRef().optional(),
+  tls: redisTlsSchema,
+  prefix: optionalText().default("mythiq-proxy:"),
+  timeout: duration(10, 10 * SECOND).default(250),
+});
+
 const limitsSchema = z
   .strictObject({
     store: oneOf(["memory", "redis"] as const).default("memory"),
-    redis: z
-      .strictObject({
-        url: scalar<SecretRef | string>((v) => (typeof v === "string" ? checkRedisUrl(v) : checkSecretRef(v))),
-        prefix: optionalText().default("mythiq-proxy:"),
-      })
-      .optional(),
+    redis: redisSchema.optional(),
     on_store_error: oneOf(["local", "deny"] as const).default("local"),
     auth_failures: z
       .strictObject({ requests: int(1, 1_000_000).default(20), per: duration(SECOND, 24 * HOUR).default(MINUTE) })

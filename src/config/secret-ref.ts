@@ -116,9 +116,13 @@ export function secretRefsOf(config: ProxyConfig): { path: ConfigPath; ref: Secr
   }
   const jwtSecret = config.sessions?.jwt.secret;
   if (jwtSecret) out.push({ path: ["sessions", "jwt", "secret"], ref: jwtSecret });
-  const redisUrl = config.limits.redis?.url;
-  if (config.limits.store === "redis" && redisUrl !== undefined && typeof redisUrl !== "string") {
-    out.push({ path: ["limits", "redis", "url"], ref: redisUrl });
+  const redis = config.limits.redis;
+  if (config.limits.store === "redis" && redis !== undefined) {
+    if (redis.url !== undefined && typeof redis.url !== "string") out.push({ path: ["limits", "redis", "url"], ref: redis.url });
+    if (redis.password !== undefined) out.push({ path: ["limits", "redis", "password"], ref: redis.password });
+    if (redis.sentinel_password !== undefined) {
+      out.push({ path: ["limits", "redis", "sentinel_password"], ref: redis.sentinel_password });
+    }
   }
   return out;
 }

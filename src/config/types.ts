@@ -147,10 +147,36 @@ export interface ClientConfig {
   readonly fields?: Readonly<Record<string, FieldPolicyConfig>>;
 }
 
+/**
+ * `limits.redis`: exactly one of `url` (one Redis), `sentinels` with `name` (a primary and its
+ * replicas behind Sentinel) and `cluster` (Redis Cluster) is set (cross-checks.ts).
+ */
+export interface RedisConfig {
+  /** `redis://` or `rediss://`; inline only without a password. */
+  readonly url?: SecretRef | string;
+  /** Sentinel addresses; ioredis asks them for the current primary of `name`. */
+  readonly sentinels?: readonly HostPort[];
+  /** The master group the sentinels watch. */
+  readonly name?: string;
+  /** Some nodes of the cluster; the others are discovered. */
+  readonly cluster?: readonly HostPort[];
+  /** ACL user on Redis (and on every cluster node). */
+  readonly username?: string;
+  readonly password?: SecretRef;
+  /** ACL user and password on the sentinels themselves, when they ask for one. */
+  readonly sentinel_username?: string;
+  readonly sentinel_password?: SecretRef;
+  /** TLS to Redis (and to the sentinels); absent = plain TCP, unless the url is `rediss://`. */
+  readonly tls?: { readonly ca_file?: string; readonly server_name?: string };
+  readonly prefix: string;
+  /** Longest wait for one Redis call on a request's path. */
+  readonly timeout: Millis;
+}
+
 export interface LimitsConfig {
   readonly store: "memory" | "redis";
   /** Set when `store: redis`. */
-  readonly redis?: { readonly url: SecretRef | string; readonly prefix: string };
+  readonly redis?: RedisConfig;
   readonly on_store_error: "local" | "deny";
   readonly auth_failures: { readonly requests: number; readonly per: Millis };
 }

@@ -35,6 +35,12 @@ export function budgetKey(clientId: string, day: string): string {
   return `budget:${clientId}:${day}`;
 }
 
+/** The client of a `budgetKey` (client ids never hold a colon: formats.ts checkName). */
+export function budgetClient(key: string): string | undefined {
+  const [kind, client] = key.split(":");
+  return kind === "budget" ? client : undefined;
+}
+
 export interface ChargeDeps {
   readonly store: GuardedStore;
   readonly metrics: Pick<Metrics, "cost">;

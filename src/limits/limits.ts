@@ -8,19 +8,20 @@
  * budget). Stores that are replaced are closed once the requests still holding slots or
  * reservations in them have ended.
  */
-import type { LimitsConfig, ProxyConfig, SecretRef } from "../config/types.ts";
-import { readSecret } from "../config/secret-ref.ts";
+import type { LimitsConfig, ProxyConfig } from "../config/types.ts";
 import type { Environment } from "../keys/env-source.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Rule } from "../pipeline/types.ts";
-import { createChargeRule } from "./budget.ts";
+import { budgetClient, createChargeRule } from "./budget.ts";
 import { createConcurrencyRule } from "./concurrency.ts";
 import { createGuardedStore, type OnStoreError } from "./fallback.ts";
 import { createMemoryStore } from "./memory-store.ts";
 import { createLimitsMetrics } from "../observe/limits-metrics.ts";
 import { createRateLimitRule } from "./rate-limit.ts";
+import { MICROS_PER_USD } from "./pricing.ts";
 import { createRedisStore, type RedisStoreOptions } from "./redis-store.ts";
+import { modeOf, resolveRedisTarget } from "./redis-target.ts";
 import type { LimitStore } from "./store.ts";
 
 /** The stores of a limits configuration; shared by every runtime that adopts them. */
@@ -66,7 +67,7 @@ export interface LimitsDeps {
   /** Wall clock in epoch ms (UTC days for budgets); default `Date.now`. */
   readonly now?: () => number;
   /** Redis store tuning (tests). */
-  readonly redis?: Omit<RedisStoreOptions, "url" | "prefix" | "events">;
+  readonly redis?: Omit<RedisStoreOptions, "target" | "prefix" | "events">;
   /**
    * Count in a fresh memory store whatever `limits.store` says: for callers that must not touch the
    * network (`test-policy`). Default false.
@@ -81,10 +82,6 @@ function settingsOf(limits: LimitsConfig, memoryOnly: boolean): string {
   return JSON.stringify(limits.store === "redis" && !memoryOnly ? { store: "redis", redis: limits.redis } : { store: "memory" });
 }
 
-async function readRedisUrl(url: SecretRef | string, env: Environment): Promise<string> {
-  return typeof url === "string" ? url : readSecret(url, env);
-}
-
 function createStores(config: LimitsConfig, deps: LimitsDeps): LimitStores {
   const metrics = createLimitsMetrics(deps.metrics.registry);
   const memoryOnly = deps.memoryOnly === true;
@@ -96,19 +93,31 @@ function createStores(config: LimitsConfig, deps: LimitsDeps): LimitStores {
     return { settings, shared: memory, local: memory, onStoreError: config.on_store_error };
   }
   const { logger } = deps;
+  const mode = modeOf(redis);
   let everUp = false;
   const stores: LimitStores = {
     settings,
     shared: createRedisStore({
+      timeoutMs: redis.timeout,
       ...deps.redis,
-      url: () => readRedisUrl(redis.url, deps.env),
+      target: () => resolveRedisTarget(redis, deps.env),
       prefix: redis.prefix,
       events: {
         up() {
           metrics.storeUp(true);
-          if (everUp) logger.info("limits store answers again: limits are shared by all replicas again", { store: "redis" });
-          else logger.info("limits store connected", { store: "redis", prefix: redis.prefix });
+          if (everUp) logger.info("limits store answers again: limits are shared by all replicas again", { store: "redis", mode });
+          else logger.info("limits store connected", { store: "redis", mode, prefix: redis.prefix });
           everUp = true;
+        },
+        failover() {
+          metrics.failover();
+          logger.info("limits store failed over: another primary answers now", { store: "redis", mode });
+        },
+        wroteBack(key, micros) {
+          const client = budgetClient(key) ?? "unknown";
+          const usd = micros / MICROS_PER_USD;
+          metrics.writtenBack(client, usd);
+          logger.info("limits store: budget spend it did not hold was written back", { store: "redis", client, usd });
         },
         down(why) {
           metrics.storeUp(false);
@@ -116,7 +125,7 @@ function createStores(config: LimitsConfig, deps: LimitsDeps): LimitStores {
             stores.onStoreError === "local"
               ? "enforcing per-replica limits until it answers (on_store_error: local)"
               : "refusing limited requests with 503 overloaded until it answers (on_store_error: deny)";
-          logger.warn(`limits store unavailable: ${effect}`, { store: "redis", error: why, on_store_error: stores.onStoreError });
+          logger.warn(`limits store unavailable: ${effect}`, { store: "redis", mode, error: why, on_store_error: stores.onStoreError });
         },
         error: () => metrics.storeError(),
       },
@@ -156,12 +165,23 @@ export function buildLimits(config: ProxyConfig, deps: LimitsDeps): Limits {
   stores.onStoreError = config.limits.on_store_error;
   const retiring = previous === undefined ? [] : adopt ? previous.retiring : [...previous.retiring, retire(previous.stores)];
 
-  const store = createGuardedStore({ shared: stores.shared, local: stores.local, onStoreError: config.limits.on_store_error });
+  const metrics = createLimitsMetrics(deps.metrics.registry);
+  const store = createGuardedStore({
+    shared: stores.shared,
+    local: stores.local,
+    onStoreError: config.limits.on_store_error,
+    ...(config.limits.redis === undefined ? {} : { timeoutMs: deps.redis?.timeoutMs ?? config.limits.redis.timeout }),
+    onLocal: (limit, allowed) => metrics.localDecision(limit, allowed),
+  });
+  const rate = createRateLimitRule(config.clients, store);
+  const concurrency = createConcurrencyRule(config.clients, store);
+  const charge = createChargeRule(config, { store, metrics: deps.metrics, ...(deps.now === undefined ? {} : { now: deps.now }) });
+
   let closed: Promise<void> | undefined;
   return {
-    rate: createRateLimitRule(config.clients, store),
-    concurrency: createConcurrencyRule(config.clients, store),
-    budget: createChargeRule(config, { store, metrics: deps.metrics, ...(deps.now === undefined ? {} : { now: deps.now }) }),
+    rate,
+    concurrency,
+    budget: charge,
     stores,
     retiring,
     close() {

@@ -1,7 +1,12 @@
 /**
  * The Lua scripts of the redis limit store. Each runs atomically inside Redis, so replicas racing
- * for the last token, slot or dollar are serialised there. Each touches exactly one key (Redis
- * Cluster could place it anywhere) and sets a TTL on it, so nothing a replica writes outlives its use.
+ * for the last token, slot or dollar are serialised there. Each touches exactly one key, passed as
+ * KEYS[1], and sets a TTL on it, so nothing a replica writes outlives its use.
+ *
+ * One key per script is also what makes them run unchanged on a Redis Cluster: a script may only
+ * touch keys of one hash slot, and one key is always in one slot, so no hash tag (`{…}`) is needed
+ * and the keys keep the names they had before Cluster support (an upgrade keeps the day's counts).
+ * test/limits/redis-scripts.test.ts fails if a script ever reaches for a second key.
  *
  * Time comes from Redis (`TIME`), not from the replicas, so replicas whose clocks disagree still
  * refill one bucket at one rate. `redis.replicate_commands()` lets Redis 5 and 6 replicate the
@@ -79,26 +84,81 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 `;
 
 /**
- * Budget reservation. KEYS[1] an integer counter; ARGV amount, cap, ttl_ms.
- * Returns 1 and adds `amount` when the counter stays at or below `cap`, else 0.
+ * A day's budget counter (KEYS[1]) is a hash: `total`, and `r:<replica>` = that replica's share of
+ * it (budget-ledger.ts). Counters written by versions before the shares were plain integers: they
+ * are turned into the hash on first touch, their value kept as `total` (and as `legacy`, the share
+ * of no replica). Returns the total.
  */
-export const RESERVE = `
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+const OPEN_COUNTER = `
+local function open_counter(key)
+  if redis.call('TYPE', key).ok == 'string' then
+    local value = redis.call('GET', key)
+    local ttl = redis.call('PTTL', key)
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'total', value, 'legacy', value)
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+  return tonumber(redis.call('HGET', key, 'total') or '0')
+end
+`;
+
+/**
+ * Budget reservation. KEYS[1] the counter; ARGV amount, cap, ttl_ms, replica.
+ * Adds `amount` to the total and to the replica's share when the total stays at or below `cap`.
+ * Returns {1, new total} when reserved, else {0, total}.
+ */
+export const RESERVE = `${OPEN_COUNTER}
+local total = open_counter(KEYS[1])
 local amount = tonumber(ARGV[1])
-if spent + amount > tonumber(ARGV[2]) then return 0 end
-redis.call('INCRBY', KEYS[1], amount)
+if total + amount > tonumber(ARGV[2]) then return {0, total} end
+redis.call('HINCRBY', KEYS[1], 'total', amount)
+redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[4], amount)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {1, total + amount}
+`;
+
+/**
+ * Gives a reservation back. KEYS[1] the counter; ARGV amount, replica. Never takes more than the
+ * replica's share or the total hold: a counter that expired or was lost (Redis restarted empty, a
+ * failover) stays absent rather than going negative, which would grant extra budget.
+ */
+export const UNRESERVE = `${OPEN_COUNTER}
+local total = open_counter(KEYS[1])
+local field = 'r:' .. ARGV[2]
+local share = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+local amount = math.min(tonumber(ARGV[1]), share, total)
+if amount <= 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'total', -amount)
+redis.call('HINCRBY', KEYS[1], field, -amount)
 return 1
 `;
 
 /**
- * Gives a reservation back. KEYS[1] the counter; ARGV amount. A counter that expired or was lost
- * (Redis restarted empty) stays absent rather than going negative, which would grant extra budget.
+ * Writes a replica's share back (budget-ledger.ts). KEYS[1] the counter; ARGV share, ttl_ms,
+ * replica. The replica's field becomes the larger of what Redis holds and `share`, and the total
+ * grows by the difference: spend reserved while Redis was away, or lost by a failover, is counted
+ * again, and sending the same share twice adds nothing. Returns {added, total}.
  */
-export const UNRESERVE = `
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-local amount = math.min(spent, tonumber(ARGV[1]))
-if amount <= 0 then return 0 end
-redis.call('DECRBY', KEYS[1], amount)
+export const RESTORE = `${OPEN_COUNTER}
+local total = open_counter(KEYS[1])
+local field = 'r:' .. ARGV[3]
+local held = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+local share = tonumber(ARGV[1])
+local added = 0
+if share > held then
+  added = share - held
+  total = total + added
+  redis.call('HINCRBY', KEYS[1], 'total', added)
+  redis.call('HSET', KEYS[1], field, share)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return {added, total}
+`;
+
+/**
+ * Whether the node that owns KEYS[1] answers (reads nothing, writes nothing). On a cluster the key
+ * routes it to the slot's primary, so a probe after a failure asks the server that failed.
+ */
+export const PROBE = `
 return 1
 `;

@@ -50,6 +50,11 @@ export interface LimitStore {
    * connection, with its timeouts and health tracking. Ownership records use it (src/ownership/).
    */
   runScript?(script: { readonly lua: string; readonly sha: string }, key: string, args: readonly (string | number)[]): Promise<unknown>;
+  /**
+   * Redis only: reserves like `reserve` while the store is down (`on_store_error: local`), without
+   * it: against the total it last reported, and written back to it when it answers again.
+   */
+  reserveOffline?(key: string, amount: number, cap: number, ttlMs: number): Settle | undefined;
   health(): StoreHealth;
   /** Resolves when `health()` is no longer `starting`. */
   readonly started: Promise<void>;

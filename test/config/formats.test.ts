@@ -1,5 +1,5 @@
 import t from "tap";
-import { checkCidr, checkHost, checkOrigin, checkRoute, checkTokenHash, checkUrl } from "../../src/config/formats.ts";
+import { checkCidr, checkHost, checkHostPort, checkOrigin, checkRoute, checkTokenHash, checkUrl } from "../../src/config/formats.ts";
 
 t.test("routes: accepted forms are kept as written", async (t) => {
   for (const ok of [
@@ -181,4 +181,38 @@ t.test("token hashes: never echo what was pasted", async (t) => {
 t.test("hosts", async (t) => {
   for (const ok of ["0.0.0.0", "127.0.0.1", "::", "::1", "localhost", "proxy.internal"]) t.ok(checkHost(ok).ok, ok);
   for (const bad of ["[::1]", "", "a b", "-x", "fe80::1%eth0", "host:80"]) t.notOk(checkHost(bad).ok, bad);
+});
+
+t.test("host:port of Redis nodes and sentinels: accepted and refused, never echoed", async (t) => {
+  const accepted: [string, string, number][] = [
+    ["redis-sentinel.redis.svc:26379", "redis-sentinel.redis.svc", 26379],
+    ["localhost:1", "localhost", 1],
+    ["10.0.0.5:6379", "10.0.0.5", 6379],
+    ["[fd00::5]:6379", "fd00::5", 6379],
+    ["[::1]:65535", "::1", 65535],
+  ];
+  for (const [text, host, port] of accepted) t.strictSame(checkHostPort(text), { ok: true, value: { host, port } }, text);
+  const refused: [string, RegExp][] = [
+    ["sentinel-a", /has no port/],
+    ["redis:0", /port must be a whole number from 1 to 65535/],
+    ["redis:65536", /port must be/],
+    ["redis:63 79", /port must be/],
+    ["redis:", /port must be/],
+    ["fd00::5:6379", /IPv6 address goes in brackets/],
+    ["[fd00::zz]:6379", /DNS name or an IP address/],
+    ["[fe80::1%eth0]:6379", /DNS name or an IP address/],
+    ["under_score:6379", /DNS name or an IP address/],
+    [":7001", /DNS name or an IP address/],
+    ["redis://secret-pass@redis:6379", /not a URL/],
+    ["user:secret-pass@redis:6379", /not a URL/],
+  ];
+  for (const [text, message] of refused) {
+    const r = checkHostPort(text);
+    t.notOk(r.ok, text);
+    if (!r.ok) {
+      t.match(r.message, message, text);
+      t.notOk(r.message.includes(text), `${text} is not echoed`);
+      t.notOk(r.message.includes("secret-pass"));
+    }
+  }
 });

@@ -36,6 +36,8 @@ t.test("secrets pasted into the config never appear in the messages", async (t) 
   const cases: [string, string[]][] = [
     ["raw-token", ["tok-web-3f9a8b7c6d5e4f3a2b1c", "8675309123456"]],
     ["redis-password", ["Sup3rS3cretPass"]],
+    ["redis-inline-passwords", ["Inline-Redis-Pass-1", "Inline-Sentinel-Pass-2"]],
+    ["redis-bad-host-port", ["S3ntinelPass"]],
     ["bad-secret-refs", ["hvs.CAESIJ-inline-vault-token"]],
     ["jwt-secret-asymmetric", ["my-inline-hmac-secret"]],
     ["url-parts", ["hunter2"]],

@@ -176,7 +176,7 @@ t.test("full config: units converted, per-key refresh merged, defaults filled in
     pricing: { "stability/sdxl": 0.004, default: 0.01 },
     limits: {
       store: "redis",
-      redis: { url: { env: "REDIS_URL" }, prefix: "mythiq-proxy:" },
+      redis: { url: { env: "REDIS_URL" }, prefix: "mythiq-proxy:", timeout: 250 },
       on_store_error: "deny",
       auth_failures: { requests: 5, per: 60_000 },
     },
@@ -267,6 +267,66 @@ t.test("a valid config can still carry warnings, with positions", async (t) => {
   );
 });
 
+t.test("limits.redis: Sentinel and Cluster forms, with ACL user, secret passwords and TLS", async (t) => {
+  const base = readFileSync(join(valid, "minimal.yaml"), "utf8");
+  const sentinel = parseConfig(
+    `${base}limits:
+  store: redis
+  redis:
+    sentinels: ["redis-sentinel-0.redis:26379", "10.0.0.7:26379", "[fd00::7]:26380"]
+    name: mymaster
+    username: mythiq-proxy
+    password: {env: REDIS_PASSWORD}
+    sentinel_password: {file: /var/run/secrets/sentinel/password}
+    tls: true
+    timeout: 100ms
+`,
+    "s.yaml",
+  );
+  t.ok(sentinel.ok, "sentinel form");
+  if (!sentinel.ok) return;
+  t.strictSame(sentinel.warnings, []);
+  t.strictSame(plain(sentinel.config.limits.redis), {
+    sentinels: [
+      { host: "redis-sentinel-0.redis", port: 26379 },
+      { host: "10.0.0.7", port: 26379 },
+      { host: "fd00::7", port: 26380 },
+    ],
+    name: "mymaster",
+    username: "mythiq-proxy",
+    password: { env: "REDIS_PASSWORD" },
+    sentinel_password: { file: "/var/run/secrets/sentinel/password" },
+    tls: {},
+    prefix: "mythiq-proxy:",
+    timeout: 100,
+  });
+  const cluster = parseConfig(
+    `${base}limits:
+  store: redis
+  redis:
+    cluster: ["redis-cluster-0.redis-cluster:6379", "redis-cluster-1.redis-cluster:6379"]
+    password: {env: REDIS_PASSWORD}
+    tls: { ca_file: /etc/redis-tls/ca.crt, server_name: redis-cluster.redis.svc }
+    prefix: "p:"
+`,
+    "c.yaml",
+  );
+  t.ok(cluster.ok, "cluster form");
+  if (!cluster.ok) return;
+  t.strictSame(plain(cluster.config.limits.redis), {
+    cluster: [
+      { host: "redis-cluster-0.redis-cluster", port: 6379 },
+      { host: "redis-cluster-1.redis-cluster", port: 6379 },
+    ],
+    password: { env: "REDIS_PASSWORD" },
+    tls: { ca_file: "/etc/redis-tls/ca.crt", server_name: "redis-cluster.redis.svc" },
+    prefix: "p:",
+    timeout: 250,
+  });
+  const plainTcp = parseConfig(`${base}limits: { store: redis, redis: { url: "redis://r:6379", tls: false } }\n`, "f.yaml");
+  t.ok(plainTcp.ok && plainTcp.config.limits.redis?.tls === undefined, "tls: false is no TLS");
+});
+
 t.test("hash: first 12 hex of sha256 of the file bytes", async (t) => {
   const file = join(valid, "minimal.yaml");
   const result = await loadConfigFile(file);
@@ -351,7 +411,8 @@ t.test("config/reference.yaml mentions every key the schema knows", async (t) =>
     "jwks_url", "secret", "algorithms", "cookie", "client_claim", "subject_claim", "clock_skew", "clients",
     "id", "key", "tokens", "anonymous", "origins", "networks", "routes", "models", "max_body", "rate_limit",
     "requests", "per", "burst", "by", "concurrency", "budget", "daily_usd", "pricing", "limits", "store",
-    "redis", "prefix", "on_store_error", "auth_failures", "server", "headers_timeout", "request_timeout",
+    "redis", "sentinels", "name", "cluster", "username", "password", "sentinel_username", "sentinel_password",
+    "tls", "server_name", "prefix", "on_store_error", "auth_failures", "server", "headers_timeout", "request_timeout",
     "keep_alive_timeout", "max_connections", "max_header_count", "drain_timeout", "audit", "enabled",
     "include_subject", "fields", "allowed", "required", "ownership", "owner", "ttl", "max_items", "create",
     "use", "list", "param", "items", "count",

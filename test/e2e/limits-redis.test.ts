@@ -4,22 +4,16 @@
 // mythiq_proxy_limits_store_up and the log); after a reload to `deny` (which keeps the Redis
 // connection) limited requests get 503 overloaded; when Redis comes back both replicas share the
 // limit again without help. MythIQ (a fake) receives nothing for any refusal.
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import t, { type Test } from "tap";
 import { hashToken } from "../../src/cli/hash-token.ts";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../helpers/fake-upstream.ts";
 import { send, type ClientResponse } from "../helpers/forward-harness.ts";
-import { parseScrape, valueOf } from "../helpers/prom-text.ts";
 import { TEST_KEY } from "../helpers/proxy-harness.ts";
+import { startReplica, until, type Replica } from "../helpers/proxy-replica.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
-import { freePort } from "../helpers/free-port.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 const TOKENS = {
   rated: "tok-rated-0123456789abcdef",
@@ -64,78 +58,8 @@ limits:
 `;
 }
 
-interface Replica {
-  readonly name: string;
-  readonly port: number;
-  readonly adminPort: number;
-  readonly configFile: string;
-  /** Parsed JSON log lines so far. */
-  readonly logs: Array<Record<string, unknown>>;
-  metric(name: string, labels?: Record<string, string>): Promise<number | undefined>;
-  signal(sig: NodeJS.Signals): void;
-  stop(): Promise<void>;
-}
-
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function adminGet(port: number, path: string): Promise<{ status: number; body: string }> {
-  return send(port, { path }).then((res) => ({ status: res.status, body: res.body.toString() }));
-}
-
-async function startReplica(name: string, dir: string, upstreamUrl: string, redisUrl: string): Promise<Replica> {
-  const ports = { listen: await freePort(), admin: await freePort() };
-  const configFile = join(dir, `${name}.yaml`);
-  writeFileSync(configFile, yaml(upstreamUrl, ports, "local"));
-  const child: ChildProcess = spawn(process.execPath, [MAIN, "--config", configFile], {
-    cwd: ROOT,
-    env: { PATH: process.env["PATH"], MYTHIQ_API_KEY: TEST_KEY, REDIS_URL: redisUrl },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const killOnExit = (): void => void child.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const logs: Array<Record<string, unknown>> = [];
-  let partial = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    partial += d.toString();
-    const lines = partial.split("\n");
-    partial = lines.pop() ?? "";
-    for (const line of lines) if (line !== "") logs.push(JSON.parse(line) as Record<string, unknown>);
-  });
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  await until(`${name} to start`, () => {
-    if (child.exitCode !== null) throw new Error(`${name} exited ${child.exitCode}: ${stderr}`);
-    return logs.some((l) => l["msg"] === "started");
-  });
-  await until(`${name} to be ready`, async () => (await adminGet(ports.admin, "/readyz")).status === 200);
-  return {
-    name,
-    port: ports.listen,
-    adminPort: ports.admin,
-    configFile,
-    logs,
-    async metric(metric, labels = {}) {
-      return valueOf(parseScrape((await adminGet(ports.admin, "/metrics")).body), metric, labels);
-    },
-    signal: (sig) => void child.kill(sig),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      process.removeListener("exit", killOnExit);
-    },
-  };
+function startReplicaFor(name: string, dir: string, upstreamUrl: string, redisUrl: string): Promise<Replica> {
+  return startReplica({ name, dir, yaml: (ports) => yaml(upstreamUrl, ports, "local"), env: { REDIS_URL: redisUrl } });
 }
 
 let redis: RedisServer;
@@ -148,7 +72,7 @@ t.before(async () => {
   redis = await startRedisServer();
   upstream = await startFakeUpstream();
   upstream.fallback = defaultFallback;
-  replicas = await Promise.all([startReplica("a", dir, upstream.url, redis.url), startReplica("b", dir, upstream.url, redis.url)]);
+  replicas = await Promise.all([startReplicaFor("a", dir, upstream.url, redis.url), startReplicaFor("b", dir, upstream.url, redis.url)]);
   for (const r of replicas) await until(`${r.name} to reach redis`, async () => (await r.metric("mythiq_proxy_limits_store_up")) === 1);
 });
 t.teardown(async () => {

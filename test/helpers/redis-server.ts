@@ -9,14 +9,21 @@
  * await redis.stop();       SIGTERM, waits for the exit (the port stays reserved for `start`)
  * await redis.start();      starts again on the same port (empty: nothing was persisted)
  * redis.pause(); redis.resume();  SIGSTOP / SIGCONT: a Redis that hangs without closing connections
+ * await redis.kill();       SIGKILL, waits for the exit: a primary that dies mid-run
  * await redis.close();      stops it for good and removes the temp dir (teardown)
  * ```
+ *
+ * Options: `args` are added to the command line (`--replicaof`, `--cluster-enabled yes`, …);
+ * `sentinel` runs it as a Redis Sentinel (`redis-server FILE --sentinel`, the same binary Debian's
+ * redis-sentinel links to) with that text as its config file, which Sentinel rewrites as it learns;
+ * `tls` serves TLS only (no plain port), `url` is then `rediss://` and `command` speaks TLS too.
  *
  * `REDIS_SERVER` overrides the binary (default `redis-server` on PATH, else /usr/bin/redis-server).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./free-port.ts";
@@ -30,6 +37,8 @@ export interface RedisServer {
   stop(): Promise<void>;
   pause(): void;
   resume(): void;
+  /** SIGKILL: no shutdown, connections reset. The port stays reserved for `start`. */
+  kill(): Promise<void>;
   /** Sends one command (arguments as strings) on a new connection; resolves with the raw reply text. */
   command(...args: string[]): Promise<string>;
   close(): Promise<void>;
@@ -50,15 +59,15 @@ function encode(args: readonly string[]): string {
 }
 
 /** One command over a raw socket, for test set-up and inspection without a client library. */
-function rawCommand(port: number, args: readonly string[], timeoutMs = 2000): Promise<string> {
+function rawCommand(port: number, args: readonly string[], timeoutMs = 2000, ca?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1");
+    const socket = ca === undefined ? net.connect(port, "127.0.0.1") : tls.connect({ port, host: "127.0.0.1", ca: readFileSync(ca) });
     let reply = "";
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`redis ${args[0] ?? ""} timed out`));
     }, timeoutMs);
-    socket.on("connect", () => socket.write(encode(args)));
+    socket.on(ca === undefined ? "connect" : "secureConnect", () => socket.write(encode(args)));
     socket.on("data", (chunk: Buffer) => {
       reply += chunk.toString("utf8");
       if (complete(reply)) {
@@ -67,7 +76,7 @@ function rawCommand(port: number, args: readonly string[], timeoutMs = 2000): Pr
         resolve(reply);
       }
     });
-    socket.on("error", (err) => {
+    socket.on("error", (err: Error) => {
       clearTimeout(timer);
       reject(err);
     });
@@ -103,7 +112,16 @@ function complete(reply: string): boolean {
   return true;
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+export interface RedisServerOptions {
+  /** Added after the default arguments. */
+  readonly args?: readonly string[];
+  /** Run as a sentinel with this config text (port, bind and dir are added). */
+  readonly sentinel?: string;
+  /** PEM files: serve TLS only, with this certificate; clients are not asked for one. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), "mythiq-proxy-redis-"));
   const bin = binary();
   let port = 0;
@@ -118,7 +136,8 @@ export async function startRedisServer(): Promise<RedisServer> {
   async function waitForPing(deadline: number): Promise<void> {
     for (;;) {
       try {
-        if ((await rawCommand(port, ["PING"], 500)).startsWith("+PONG")) return;
+        // A server that asks for a password answers too: it is up.
+        if (/^(\+PONG|-NOAUTH)/.test(await rawCommand(port, ["PING"], 500, options.tls?.ca))) return;
       } catch {
         // not listening yet
       }
@@ -128,15 +147,28 @@ export async function startRedisServer(): Promise<RedisServer> {
     }
   }
 
+  function argv(): string[] {
+    const t = options.tls;
+    const listen =
+      t === undefined
+        ? ["--port", String(port)]
+        : ["--port", "0", "--tls-port", String(port), "--tls-cert-file", t.cert, "--tls-key-file", t.key, "--tls-ca-cert-file", t.ca, "--tls-auth-clients", "no"];
+    const common = [...listen, "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"];
+    if (options.sentinel === undefined) return [...common, "--save", "", "--appendonly", "no", ...(options.args ?? [])];
+    const file = join(dir, "sentinel.conf");
+    // Written at the first start only: a restarted sentinel keeps what it learnt.
+    if (!existsSync(file)) writeFileSync(file, options.sentinel);
+    return [file, "--sentinel", ...common, ...(options.args ?? [])];
+  }
+
   async function launch(): Promise<void> {
-    const proc = spawn(
-      bin,
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
+    const proc = spawn(bin, argv(), { stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
     let stderr = "";
-    proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    // Redis writes its fatal errors to stdout; keep the tail of both for the error message.
+    const keep = (d: Buffer): void => void (stderr = (stderr + d.toString()).slice(-2000));
+    proc.stdout?.on("data", keep);
+    proc.stderr?.on("data", keep);
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
     try {
       await waitForPing(Date.now() + 5000);
@@ -184,7 +216,7 @@ export async function startRedisServer(): Promise<RedisServer> {
       return port;
     },
     get url() {
-      return `redis://127.0.0.1:${port}`;
+      return `${options.tls === undefined ? "redis" : "rediss"}://127.0.0.1:${port}`;
     },
     get running() {
       return child !== undefined;
@@ -204,7 +236,17 @@ export async function startRedisServer(): Promise<RedisServer> {
       child.kill("SIGCONT");
       paused = false;
     },
-    command: (...args) => rawCommand(port, args),
+    async kill() {
+      const proc = child;
+      if (proc === undefined) return;
+      child = undefined;
+      paused = false;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+      proc.kill("SIGKILL");
+      await exited;
+    },
+    command: (...args) => rawCommand(port, args, 2000, options.tls?.ca),
     async close() {
       await stop();
       process.removeListener("exit", killOnExit);

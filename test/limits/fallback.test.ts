@@ -102,3 +102,106 @@ t.test("starting: a request waits for the first connection, but not longer than 
   t.ok(Date.now() - started < 1_000, "gave up after startWaitMs");
   t.equal(slow.state.calls, 0);
 });
+
+/** A shared store that answers (from its own memory) only after `delayMs`. */
+function slowShared(delayMs: number) {
+  const memory = createMemoryStore();
+  const later = <T>(op: () => Promise<T>): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(op()), delayMs));
+  const store: LimitStore = {
+    kind: "redis",
+    take: (k, s) => later(() => memory.take(k, s)),
+    acquire: (k, l) => later(() => memory.acquire(k, l)),
+    reserve: (k, a, c, ttl) => later(() => memory.reserve(k, a, c, ttl)),
+    health: () => "up",
+    started: Promise.resolve(),
+    outstanding: () => memory.outstanding(),
+    close: () => Promise.resolve(),
+  };
+  return { store, memory };
+}
+
+t.test("a shared store slower than timeoutMs: decided locally at the deadline; what it grants late is given back", async (t) => {
+  const shared = slowShared(150);
+  const decisions: string[] = [];
+  const store = createGuardedStore({
+    shared: shared.store,
+    local: createMemoryStore(),
+    onStoreError: "local",
+    timeoutMs: 40,
+    onLocal: (limit, allowed) => decisions.push(`${limit} ${allowed ? "allowed" : "refused"}`),
+  });
+  const started = performance.now();
+  const [token, slot, reservation] = await Promise.all([store.take("k", bucket), store.acquire("c", 1), store.reserve("b", 5, 5, 60_000)]);
+  const took = performance.now() - started;
+  t.ok(took >= 35 && took < 140, `decided after about timeoutMs, not the store's 150 ms (${took.toFixed(0)} ms)`);
+  t.same(token, { ok: true });
+  t.ok(slot !== UNAVAILABLE && slot !== undefined);
+  t.ok(reservation !== UNAVAILABLE && reservation !== undefined);
+  t.same(decisions.sort(), ["budget allowed", "concurrency allowed", "rate_limit allowed"]);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(shared.memory.outstanding(), 0, "the slot and the reservation the shared store granted late were given back");
+  t.ok(await shared.memory.reserve("b", 5, 5, 60_000), "the late reservation no longer counts");
+});
+
+t.test("local decisions are reported with their limit and result; a refusal of the shared store is not one", async (t) => {
+  const shared = fakeShared();
+  const decisions: string[] = [];
+  const store = createGuardedStore({
+    shared: shared.store,
+    local: createMemoryStore(),
+    onStoreError: "local",
+    onLocal: (limit, allowed) => decisions.push(`${limit} ${allowed ? "allowed" : "refused"}`),
+  });
+  await store.take("k", bucket);
+  await store.take("k", bucket);
+  t.same(decisions, [], "answered by the shared store");
+  shared.state.failing = true;
+  await store.take("k2", bucket);
+  await store.take("k2", bucket);
+  await store.acquire("c", 1);
+  await store.acquire("c", 1);
+  t.same(decisions, ["rate_limit allowed", "rate_limit refused", "concurrency allowed", "concurrency refused"]);
+});
+
+t.test("budgets while down go through the shared store's own offline reservation when it has one", async (t) => {
+  const shared = fakeShared();
+  const offline: string[] = [];
+  const store = createGuardedStore({
+    shared: {
+      ...shared.store,
+      reserveOffline(key, amount, cap) {
+        offline.push(`${key} ${amount}/${cap}`);
+        return amount <= cap ? () => {} : undefined;
+      },
+    },
+    local: createMemoryStore(),
+    onStoreError: "local",
+  });
+  shared.setHealth("down");
+  t.ok(await store.reserve("budget:web:d", 3, 10, 1_000));
+  t.equal(await store.reserve("budget:web:d", 11, 10, 1_000), undefined);
+  t.same(offline, ["budget:web:d 3/10", "budget:web:d 11/10"]);
+  t.equal(shared.state.calls, 0);
+});
+
+t.test("the first connection's wait counts against timeoutMs", async (t) => {
+  const shared = slowShared(500);
+  let up: () => void = () => {};
+  const started = new Promise<void>((r) => (up = r));
+  let health: "starting" | "up" = "starting";
+  const store = createGuardedStore({
+    shared: { ...shared.store, health: () => health, started },
+    local: createMemoryStore(),
+    onStoreError: "deny",
+    timeoutMs: 80,
+    startWaitMs: 1_000,
+  });
+  setTimeout(() => {
+    health = "up";
+    up();
+  }, 50);
+  const begun = performance.now();
+  t.equal(await store.take("k", bucket), UNAVAILABLE);
+  const took = performance.now() - begun;
+  t.ok(took >= 75 && took < 200, `50 ms waiting for the connection + 30 ms for the call = timeoutMs (${took.toFixed(0)} ms)`);
+});

@@ -8,7 +8,13 @@ import t from "tap";
 import { parseConfig } from "../../src/config/load.ts";
 import type { ProxyConfig } from "../../src/config/types.ts";
 import { buildLimits, type Limits } from "../../src/limits/limits.ts";
-import { STORE_ERRORS_METRIC, STORE_UP_METRIC } from "../../src/observe/limits-metrics.ts";
+import {
+  LOCAL_DECISIONS_METRIC,
+  STORE_ERRORS_METRIC,
+  STORE_FAILOVERS_METRIC,
+  STORE_UP_METRIC,
+  WRITTEN_BACK_METRIC,
+} from "../../src/observe/limits-metrics.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import { createMetrics, type Metrics } from "../../src/observe/metrics.ts";
 import { makeCaller } from "../helpers/context.ts";
@@ -134,6 +140,52 @@ t.test("redis down: the metric and the log say so, with what on_store_error does
   while (limits.stores.shared.health() !== "up" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   t.equal(valueOf(parseScrape(await metrics.metricsText()), STORE_UP_METRIC), 1);
   t.match(lines.at(-1), /limits store answers again/);
+});
+
+t.test("an outage under on_store_error: local: local decisions counted, spend written back counted and logged, a restarted Redis counted as a failover", async (t) => {
+  const metrics = createMetrics({ version: "t", processMetrics: false });
+  const lines: string[] = [];
+  const cfg = config('limits: { store: redis, redis: { url: {env: REDIS_URL}, prefix: "lt6:" }, on_store_error: local }');
+  // A generous timeout: on a loaded machine the first calls must not fall back for being slow.
+  const limits = build(cfg, deps(metrics, lines, { redis: { probeMs: 50, maxReconnectDelayMs: 100, timeoutMs: 3_000 } }));
+  await limits.stores.shared.started;
+  const client = cfg.clients[0]!;
+  const scrape = async () => parseScrape(await metrics.metricsText());
+  t.equal(valueOf(await scrape(), STORE_FAILOVERS_METRIC), 0, "no failover yet");
+  const ctx = post(client);
+  t.same(await limits.budget!.check(ctx), { ok: true }, "0.01 of 0.02 reserved in Redis");
+  for (const cleanup of ctx.cleanups) cleanup({ status: 200, forwarded: true, upstreamStatus: 200 });
+  await redis.stop();
+  try {
+    const deadline = Date.now() + 5_000;
+    while (limits.stores.shared.health() !== "down" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    t.equal(limits.stores.shared.health(), "down");
+    t.equal(valueOf(await scrape(), LOCAL_DECISIONS_METRIC, { limit: "budget", result: "allowed" }), 0, "nothing decided locally yet");
+    const local = post(client);
+    t.same(await limits.budget!.check(local), { ok: true }, "the last 0.01, reserved locally");
+    for (const cleanup of local.cleanups) cleanup({ status: 200, forwarded: true, upstreamStatus: 200 });
+    t.match(await limits.budget!.check(post(client)), { reason: "budget_exhausted" }, "0.02 of 0.02: refused locally too");
+    t.same(await limits.rate!.check(post(client)), { ok: true }, "rate limit, locally");
+    const s = await scrape();
+    t.equal(valueOf(s, LOCAL_DECISIONS_METRIC, { limit: "budget", result: "allowed" }), 1);
+    t.equal(valueOf(s, LOCAL_DECISIONS_METRIC, { limit: "budget", result: "refused" }), 1);
+    t.equal(valueOf(s, LOCAL_DECISIONS_METRIC, { limit: "rate_limit", result: "allowed" }), 1);
+    t.equal(valueOf(s, LOCAL_DECISIONS_METRIC, { limit: "concurrency", result: "allowed" }), 0);
+  } finally {
+    await redis.start(); // empty: the 0.01 reserved in Redis before is gone too
+  }
+  const deadline = Date.now() + 5_000;
+  while (limits.stores.shared.health() !== "up" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const s = await scrape();
+  t.equal(valueOf(s, WRITTEN_BACK_METRIC, { client: "web" }), 0.02, "both reservations written back");
+  t.equal(valueOf(s, STORE_FAILOVERS_METRIC), 1, "a restarted Redis is another server");
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(
+    logged.find((l) => String(l["msg"]).includes("written back")),
+    { level: "info", msg: "limits store: budget spend it did not hold was written back", client: "web", usd: 0.02 },
+  );
+  t.match(logged.find((l) => String(l["msg"]).includes("failed over")), { level: "info", store: "redis", mode: "standalone" });
+  t.match(await limits.budget!.check(post(client)), { reason: "budget_exhausted" }, "Redis holds the day's spend again");
 });
 
 t.test("redis URL from a file reference", async (t) => {

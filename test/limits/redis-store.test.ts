@@ -1,14 +1,15 @@
 // The redis store against a real redis-server: the same answers as the memory store, atomic under
 // concurrency and across store instances ("replicas"), keys under the prefix with TTLs, leases that
-// free a dead replica's slots, and health that follows Redis going away (stopped or hung) and
-// coming back without help.
+// free a dead replica's slots, health that follows Redis going away (stopped or hung) and coming
+// back without help, and budget spend that survives an outage: reserved offline, written back
+// before the store is up again, once.
 import t from "tap";
-import { createRedisStore, type RedisStoreOptions } from "../../src/limits/redis-store.ts";
-import type { LimitStore } from "../../src/limits/store.ts";
+import { openRedisLink } from "../../src/limits/redis-link.ts";
+import { createRedisStore, type RedisLimitStore, type RedisStoreOptions } from "../../src/limits/redis-store.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
 
 let redis: RedisServer;
-const stores: LimitStore[] = [];
+const stores: RedisLimitStore[] = [];
 let prefixes = 0;
 
 t.before(async () => {
@@ -20,7 +21,7 @@ t.teardown(async () => {
 });
 
 interface Recorded {
-  readonly store: LimitStore;
+  readonly store: RedisLimitStore;
   readonly events: string[];
   readonly prefix: string;
 }
@@ -30,12 +31,20 @@ async function open(options: Partial<RedisStoreOptions> = {}): Promise<Recorded>
   const events: string[] = [];
   const prefix = options.prefix ?? `t${(prefixes += 1)}:`;
   const store = createRedisStore({
-    url: () => Promise.resolve(redis.url),
+    target: () => Promise.resolve({ mode: "standalone", url: redis.url }),
     probeMs: 50,
     maxReconnectDelayMs: 100,
+    // Generous, so that a loaded machine does not time calls out; tests of the timeout set their own.
+    timeoutMs: 2_000,
     ...options,
     prefix,
-    events: { up: () => events.push("up"), down: (why) => events.push(`down: ${why}`), error: () => events.push("error") },
+    events: {
+      up: () => events.push("up"),
+      down: (why) => events.push(`down: ${why}`),
+      error: () => events.push("error"),
+      failover: () => events.push("failover"),
+      wroteBack: (key, amount) => events.push(`wrote back ${amount} to ${key}`),
+    },
   });
   stores.push(store);
   await store.started;
@@ -100,13 +109,13 @@ t.test("atomic under concurrency: exactly the limit wins, in one store and acros
 
   const reserved = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? b : c).reserve("budget:k:d", 1, 37, HOUR)));
   t.equal(reserved.filter((r) => r !== undefined).length, 37, "37 of 100 reservations across two replicas");
-  t.equal(await redis.command("GET", "shared-atomic:budget:k:d"), "$2\r\n37\r\n", "never past the cap");
+  t.equal(await redis.command("HGET", "shared-atomic:budget:k:d", "total"), "$2\r\n37\r\n", "never past the cap");
 
   for (const s of slots) s?.();
   for (const r of reserved) r?.(false);
   await until("reservations given back", () => b.outstanding() + c.outstanding() === 0);
   await new Promise((r) => setTimeout(r, 50));
-  t.equal(await redis.command("GET", "shared-atomic:budget:k:d"), "$1\r\n0\r\n", "everything given back");
+  t.equal(await redis.command("HGET", "shared-atomic:budget:k:d", "total"), "$1\r\n0\r\n", "everything given back");
   t.equal(await redis.command("ZCARD", "shared-atomic:conc:k"), ":0\r\n");
 });
 
@@ -114,12 +123,12 @@ t.test("a kept reservation stays; giving back an absent counter never makes it n
   const { store, prefix } = await open();
   const kept = await store.reserve("budget:y:d", 30, 100, HOUR);
   kept?.(true);
-  t.equal(await redis.command("GET", `${prefix}budget:y:d`), "$2\r\n30\r\n");
+  t.equal(await redis.command("HGET", `${prefix}budget:y:d`, "total"), "$2\r\n30\r\n");
   const lost = await store.reserve("budget:y:d", 50, 100, HOUR);
   await redis.command("DEL", `${prefix}budget:y:d`); // as if Redis had restarted empty
   lost?.(false);
   await new Promise((r) => setTimeout(r, 50));
-  t.equal(await redis.command("GET", `${prefix}budget:y:d`), "$-1\r\n", "still absent, not -50");
+  t.equal(await redis.command("EXISTS", `${prefix}budget:y:d`), ":0\r\n", "still absent, not -50");
 });
 
 t.test("a dead replica's slots free themselves when their lease runs out; a live one's are renewed", async (t) => {
@@ -197,16 +206,16 @@ t.test("no Redis at the start: down after the connect timeout, up once it appear
 });
 
 t.test("a URL that cannot be read leaves the store down, saying why without any value", async (t) => {
-  const { store, events } = await open({ url: () => Promise.reject(new Error("secret environment variable REDIS_URL is not set")) });
+  const { store, events } = await open({ target: () => Promise.reject(new Error("secret environment variable REDIS_URL is not set")) });
   t.equal(store.health(), "down");
-  t.same(events, ["down: redis url could not be read: secret environment variable REDIS_URL is not set"]);
+  t.same(events, ["down: redis settings could not be read: secret environment variable REDIS_URL is not set"]);
 });
 
 t.test("a wrong password is reported without the password or the URL", async (t) => {
   await redis.command("CONFIG", "SET", "requirepass", "right-password-123");
   try {
     const url = `redis://:wrong-password-456@127.0.0.1:${redis.port}`;
-    const { store, events } = await open({ url: () => Promise.resolve(url), connectTimeoutMs: 1_000 });
+    const { store, events } = await open({ target: () => Promise.resolve({ mode: "standalone", url }), connectTimeoutMs: 1_000 });
     await until("down", () => store.health() === "down");
     const text = events.join("\n");
     t.match(text, /down: /);
@@ -226,3 +235,132 @@ async function redisAuthCommand(password: string, args: string[]): Promise<void>
   await client.call(args[0]!, ...args.slice(1));
   client.disconnect();
 }
+
+const total = async (key: string): Promise<number> => Number((await redis.command("HGET", key, "total")).split("\r\n")[1] ?? "NaN");
+
+t.test("an outage: budget reserved offline (against the last total) is written back before the store is up, and only once", async (t) => {
+  const { store, events, prefix } = await open();
+  const key = "budget:w:2030-01-01";
+  const kept = await store.reserve(key, 30, 100, HOUR);
+  kept?.(true);
+  await redis.stop(); // comes back empty: the 30 are lost too
+  await until("down", () => store.health() === "down");
+  const offline = store.reserveOffline(key, 50, 100, HOUR);
+  t.ok(offline, "30 + 50 ≤ 100");
+  t.equal(store.reserveOffline(key, 30, 100, HOUR), undefined, "30 + 50 + 30 > 100: refused");
+  const givenBack = store.reserveOffline(key, 10, 100, HOUR);
+  givenBack?.(false);
+  offline?.(true);
+  t.equal(store.outstanding(), 0);
+
+  await redis.start();
+  await until("up", () => store.health() === "up");
+  t.equal(await total(prefix + key), 80, "the shared 30 the restart lost and the 50 reserved offline");
+  t.same(events.filter((e) => e.startsWith("wrote back")), [`wrote back 80 to ${key}`]);
+  t.ok(events.indexOf(`wrote back 80 to ${key}`) < events.lastIndexOf("up"), "written back before the store said up");
+  t.equal(await store.reserve(key, 21, 100, HOUR), undefined, "the day's budget is not handed out again");
+
+  // Down and up again without losing anything: the write-back adds nothing (it is a maximum).
+  redis.pause();
+  await t.rejects(store.take("rate:w", { capacity: 1, refill: 1, periodMs: HOUR }));
+  redis.resume();
+  await until("up again", () => store.health() === "up");
+  t.equal(await total(prefix + key), 80, "still 80");
+  t.equal(events.filter((e) => e.startsWith("wrote back")).length, 1, "nothing more written back");
+});
+
+t.test("a failover that lost reservations: each replica puts back its own share when it reconnects", async (t) => {
+  const a = await open({ prefix: "lost:" });
+  const b = await open({ prefix: "lost:" });
+  const key = "budget:f:2030-01-01";
+  (await a.store.reserve(key, 7, 100, HOUR))?.(true);
+  (await b.store.reserve(key, 5, 100, HOUR))?.(true);
+  const gone = await a.store.reserve(key, 3, 100, HOUR);
+  gone?.(false); // given back while up: not part of a's share any more
+  for (let i = 0; i < 100 && (await total(`lost:${key}`)) !== 12; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(await total(`lost:${key}`), 12);
+  // As if a new primary had taken over without the last writes: the counter is gone, and every
+  // connection drops (what a failover does to clients).
+  await redis.command("DEL", `lost:${key}`);
+  await redis.command("CLIENT", "KILL", "TYPE", "normal");
+  await until("both back up", () => a.events.filter((e) => e === "up").length === 2 && b.events.filter((e) => e === "up").length === 2);
+  t.equal(await total(`lost:${key}`), 12, "7 + 5 again");
+  t.same(a.events.filter((e) => e.startsWith("wrote back")), [`wrote back 7 to ${key}`]);
+  t.same(b.events.filter((e) => e.startsWith("wrote back")), [`wrote back 5 to ${key}`]);
+  t.equal(a.events.includes("failover"), false, "the same Redis server: not a failover");
+  // A replica can only give back its own share.
+  const over = await b.store.reserve(key, 1, 100, HOUR);
+  await redis.command("HSET", `lost:${key}`, `r:unknown`, "0");
+  over?.(false);
+  await until("given back", () => b.store.outstanding() === 0);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(await total(`lost:${key}`), 12);
+});
+
+t.test("a restarted Redis is another server: counted as a failover", async (t) => {
+  const { store, events } = await open();
+  await redis.stop();
+  await until("down", () => store.health() === "down");
+  await redis.start();
+  await until("up", () => store.health() === "up");
+  t.equal(events.filter((e) => e === "failover").length, 1);
+});
+
+t.test("a counter written by an earlier version (a plain integer) is kept: it becomes the hash with its value", async (t) => {
+  const { store, prefix } = await open();
+  const key = `${prefix}budget:l:2030-01-01`;
+  await redis.command("SET", key, "300", "PX", "500000");
+  t.ok(await store.reserve("budget:l:2030-01-01", 5, 1_000, HOUR), "reserved on top of the old count");
+  t.equal(await redis.command("TYPE", key), "+hash\r\n");
+  t.equal(await total(key), 305);
+  t.equal(await redis.command("HGET", key, "legacy"), "$3\r\n300\r\n");
+  t.equal(await store.reserve("budget:l:2030-01-01", 696, 1_000, HOUR), undefined, "305 + 696 > 1000");
+  const ttl = Number((await redis.command("PTTL", key)).slice(1));
+  t.ok(ttl > 0 && ttl <= HOUR, `it expires with the day like any counter (${ttl} ms)`);
+});
+
+t.test("a client that ioredis ends for good is replaced by a new one", async (t) => {
+  const ended: Array<() => void> = [];
+  let opened = 0;
+  const { store, events } = await open({
+    maxReconnectDelayMs: 50,
+    openLink(target, ioredis, tuning) {
+      opened += 1;
+      const link = openRedisLink(target, ioredis, tuning);
+      return {
+        ...link,
+        on(event, listener) {
+          if (event === "end") ended.push(listener);
+          link.on(event, listener);
+        },
+      };
+    },
+  });
+  t.equal(opened, 1);
+  t.equal(store.health(), "up");
+  ended[0]?.(); // as ioredis does after an interrupted Sentinel lookup
+  t.equal(store.health(), "down");
+  await until("a new client, up", () => opened === 2 && store.health() === "up");
+  t.match(events, ["up", "down: connection to redis ended", "up"]);
+  t.equal((await store.take("rate:e", { capacity: 1, refill: 1, periodMs: HOUR })).ok, true);
+});
+
+t.test("a write refused with READONLY (the server became a replica: a failover endpoint's old node) reconnects", async (t) => {
+  const other = await startRedisServer();
+  t.teardown(() => other.close());
+  const ids = async (): Promise<string[]> => [...(await redis.command("CLIENT", "LIST")).matchAll(/id=(\d+) .*name=mythiq-proxy/g)].map((m) => m[1] ?? "");
+  const others = await ids();
+  const { store } = await open();
+  const mine = (await ids()).filter((id) => !others.includes(id));
+  t.equal(mine.length, 1, "this store's connection");
+  await redis.command("REPLICAOF", "127.0.0.1", String(other.port));
+  try {
+    await t.rejects(store.reserve("budget:ro:2030-01-01", 1, 10, HOUR), /READONLY/);
+    const deadline = Date.now() + 5_000;
+    while ((await ids()).includes(mine[0] ?? "") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    t.notOk((await ids()).includes(mine[0] ?? ""), "that connection was dropped: ioredis connects again (to whatever the address names now)");
+  } finally {
+    await redis.command("REPLICAOF", "NO", "ONE");
+  }
+  await until("up again", () => store.health() === "up");
+});

@@ -62,7 +62,7 @@ void t.test("memory records live as long as their limit store", async (t) => {
 void t.test("redis: the scripts, ttl in Redis time, cap, one key per owner", async (t) => {
   const redis = await startRedisServer();
   t.teardown(() => redis.close());
-  const store = createRedisStore({ url: () => Promise.resolve(redis.url), prefix: "t:" });
+  const store = createRedisStore({ target: () => Promise.resolve({ mode: "standalone", url: redis.url }), prefix: "t:" });
   t.teardown(() => store.close());
   await store.started;
   t.equal(store.health(), "up");
