@@ -131,3 +131,26 @@ export function classify(
     }
   }
 }
+
+/**
+ * When the proxy was shedding load, on the soak's clock: from its own "event loop lagging" /
+ * "caught up" log lines (`changes`, `at` already on the soak's clock), and around every /metrics
+ * scrape whose event-loop delay reached a second (the proxy also sheds at once when its timer is
+ * that late, without a log line). A second of margin on each side.
+ */
+export function overloadWindows(changes: readonly { on: boolean; at: number }[], scrapes: readonly { t: number; lagMax: number }[]): FaultWindow[] {
+  const windows: FaultWindow[] = [];
+  let since: number | undefined;
+  for (const change of changes) {
+    if (change.on && since === undefined) since = change.at;
+    if (!change.on && since !== undefined) {
+      windows.push({ type: "overload", start: since - 1_000, end: change.at + 1_000 });
+      since = undefined;
+    }
+  }
+  if (since !== undefined) windows.push({ type: "overload", start: since - 1_000, end: Infinity });
+  scrapes.forEach((scrape, i) => {
+    if (scrape.lagMax >= 1) windows.push({ type: "overload", start: (scrapes[i - 1]?.t ?? 0) - 1_000, end: scrape.t + 1_000 });
+  });
+  return windows;
+}

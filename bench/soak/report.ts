@@ -7,14 +7,7 @@ import { fmt } from "../report.ts";
 import { CATEGORIES } from "./classify.ts";
 import type { Growth } from "./growth.ts";
 import type { MetricsSample, ProcSample } from "./sampler.ts";
-
-export interface UnexpectedOutcome {
-  readonly t: number;
-  readonly kind: string;
-  readonly id: number;
-  readonly detail: string;
-  readonly requestId?: string;
-}
+import type { TallySummary } from "./tally.ts";
 
 export interface SoakResult {
   readonly command: string;
@@ -32,16 +25,7 @@ export interface SoakResult {
   readonly seed: number;
   readonly nodeFlags: readonly string[];
   readonly env: Readonly<Record<string, string>>;
-  readonly requests: {
-    sent: number;
-    notSent: number;
-    skipped: number;
-    byKind: Record<string, Record<string, number>>;
-    byAnswer: Record<string, number>;
-    unexpectedCount: number;
-    unexpected: UnexpectedOutcome[];
-    latencyMs: Record<string, { count: number; p50: number; p99: number; max: number }>;
-  };
+  readonly requests: TallySummary & { skipped: number };
   readonly accounting: {
     quietSent: number;
     quietAudit: number;
@@ -72,7 +56,7 @@ export interface SoakResult {
     errors: string[];
   };
   readonly samples: { proc: ProcSample[]; metrics: MetricsSample[] };
-  readonly growth: { rss: Growth; fds: Growth; allFds: Growth; heap: Growth; window: [number, number] };
+  readonly growth: { rss: Growth; rssJudged: boolean; fds: Growth; allFds: Growth; heap: Growth; window: [number, number] };
   readonly drain: { exitCode: number | string; ms: number; readyz503: boolean; inFlight: number };
   readonly log: { events: Record<string, number>; errors: string[]; notJson: number };
   readonly leaks: string[];
@@ -111,7 +95,7 @@ export function renderReport(r: SoakResult): string {
     `  machine: ${r.machine.cpus} cores, Node ${r.machine.node}; the proxy used ${r.machine.proxyCores.toFixed(2)} cores, the soak (callers, MythIQ) ${r.machine.soakCores.toFixed(2)}; other processes used ${fmt.pct(r.machine.otherLoad.averageOtherShare)} of the machine on average (worst second ${fmt.pct(r.machine.otherLoad.worstOtherShare)})`,
   );
 
-  out.push("", `Requests: ${fmt.int(q.sent)} sent${q.notSent > 0 ? `, ${q.notSent} not sent (connection refused)` : ""}${q.skipped > 0 ? `, ${q.skipped} short requests skipped (512 in flight already)` : ""}`);
+  out.push("", `Requests: ${fmt.int(q.sent)} sent${q.notSent > 0 ? `, ${q.notSent} not sent (connection refused)` : ""}${q.skipped > 0 ? `, ${q.skipped} short requests skipped (the proxy was behind: 200 in flight already)` : ""}`);
   const used = CATEGORIES.filter((c) => Object.values(q.byKind).some((m) => (m[c] ?? 0) > 0));
   const rows = Object.entries(q.byKind)
     .sort((a, b) => a[0].localeCompare(b[0]))
@@ -191,7 +175,9 @@ export function renderReport(r: SoakResult): string {
   out.push(
     "",
     `Growth over the second half (${s(g.window[0])}–${s(g.window[1])}); growing = spread over the limit and the least-squares trend rising over its limit:`,
-    growthLine("RSS", g.rss, (v) => `${mb(v)} MB`) + " (limits 10 MB / 5 MB)",
+    growthLine("RSS", g.rss, (v) => `${mb(v)} MB`) +
+      (g.rssJudged ? " (limits 10 MB / 5 MB)" : " (not judged: runs under 4 minutes are too short for V8 to have sized its heap)"),
+    `  RSS ${g.rss.spread <= 10e6 ? "is" : "is NOT"} flat within 10 MB over the second half (spread ${mb(g.rss.spread)} MB)`,
     growthLine("other fds", g.fds, (v) => v.toFixed(0)) + " (fds that are not open connections; limits 10 / 5)",
     growthLine("all fds", g.allFds, (v) => v.toFixed(0)) + " (follows the connections in flight; reported only)",
     growthLine("heap used", g.heap, (v) => `${mb(v)} MB`) + " (reported only)",

@@ -2,11 +2,13 @@
  * The soak's callers: every kind of request, grouped in pools that run side by side.
  *
  * - short: token and session callers, held JSON bodies, refusals (bad model, bad token, no
- *   credentials, unlisted route), paced at `--rate` requests per second;
+ *   credentials, unlisted route), paced at `--rate` requests per second (open loop, at most
+ *   SHORT_MAX_IN_FLIGHT at once);
  * - bulk: streamed 1 MiB uploads (with a length and chunked) and 4 MiB downloads;
  * - events: Server-Sent Events streams, for token and session callers;
  * - slow: a slow uploader, a slow reader, a caller that never finishes its headers, a caller that
- *   gives up.
+ *   gives up;
+ * - burst: OPENING_BURST requests held at once when the run opens.
  *
  * Callers with wrong credentials come from 127.0.0.2, so the proxy's per-IP `auth_failures` limit
  * (which they trip, as designed) never touches the legitimate callers on 127.0.0.1.
@@ -87,10 +89,17 @@ export const KINDS: readonly Kind[] = [
 ];
 
 /**
- * Requests held at once when the run opens: the most the soak ever has in flight (the short pool
- * stops at 512 and keeps the rest for its own bursts). Memory follows the largest concurrent load
- * seen so far (BENCHMARKS.md, "Soak"), so opening with it puts the high-water mark in the first
- * half of the run, and growth in the second half is then a leak, not a new peak.
+ * The most short requests in flight at once: past it, the paced pool skips (and counts) requests
+ * instead of queueing them without bound when the proxy falls behind.
+ */
+export const SHORT_MAX_IN_FLIGHT = 200;
+
+/**
+ * Requests held at once when the run opens: twice what the traffic ever has in flight afterwards
+ * (SHORT_MAX_IN_FLIGHT, plus eight streams and slow callers). The proxy's memory follows the
+ * largest concurrent load it has seen (BENCHMARKS.md, "Soak"), so opening with more than that puts
+ * the high-water mark in the first half of the run, and growth in the second half is then a leak,
+ * not a new peak.
  */
 export const OPENING_BURST = 400;
 
@@ -101,10 +110,15 @@ export interface Callers {
 }
 
 export function createCallers(ctx: TrafficContext): Callers {
+  // Idle keep-alive connections are closed here after 10 s, well before the proxy's 30 s
+  // `keep_alive_timeout`: a request written on a connection the proxy is closing at that moment is
+  // lost on the wire (ECONNRESET, never read), and a busy machine makes that race likely. Node's
+  // agent only honours the server's `Keep-Alive: timeout` hint when it has a timeout of its own.
+  const keepAlive = { keepAlive: true, timeout: 10_000 };
   const agents = {
-    app: new http.Agent({ keepAlive: true, maxSockets: 256 }),
-    web: new http.Agent({ keepAlive: true, maxSockets: 256 }),
-    bulk: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+    app: new http.Agent({ ...keepAlive, maxSockets: 256 }),
+    web: new http.Agent({ ...keepAlive, maxSockets: 256 }),
+    bulk: new http.Agent({ ...keepAlive, maxSockets: 64 }),
   };
   const sessions: { token: string; at: number }[] = [];
   const session = (): string => {

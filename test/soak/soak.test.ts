@@ -1,7 +1,8 @@
-// CI's soak: `node bench/soak/main.ts --duration 60s` (what `npm run soak` runs, minus the build that
-// `npm test` has done already) against the built proxy, a local MythIQ and a real redis-server,
-// with every fault of the schedule. The soak's exit code is the verdict; its JSON result is checked
-// too, so that a soak that silently skipped a fault, or sent next to nothing, cannot pass.
+// CI's soak: `node bench/soak/main.ts --duration 60s --rate 150` (what `npm run soak` runs, minus
+// the build that `npm test` has done already, at half the default rate because CI's two cores also
+// run other test files) against the built proxy, a local MythIQ and a real redis-server, with every
+// fault of the schedule. The soak's exit code is the verdict; its JSON result is checked too, so
+// that a soak that silently skipped a fault, or sent next to nothing, cannot pass.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,7 +22,7 @@ t.test("a 60 s soak under faults: nothing unexpected, nothing lost, nothing grow
   const json = join(dir, "result.json");
   // The soak measures the proxy, not coverage hooks: no NODE_V8_COVERAGE or NODE_OPTIONS from tap.
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== "NODE_V8_COVERAGE" && name !== "NODE_OPTIONS"));
-  const child = spawn(process.execPath, [SOAK, "--duration", "60s", "--json", json], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [SOAK, "--duration", "60s", "--rate", "150", "--json", json], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   t.teardown(() => {
     if (child.exitCode === null) child.kill("SIGTERM");
   });
@@ -49,8 +50,9 @@ t.test("a 60 s soak under faults: nothing unexpected, nothing lost, nothing grow
   t.ok(f.redisKills >= 1 && f.redisStarts >= 1 && f.storeDownSamples >= 1, "Redis was killed, seen down, and started again");
   t.ok(f.upstream.faults.reset > 0 && f.upstream.faults.stall > 0, "MythIQ reset and stalled requests");
 
-  t.notOk(r.growth.rss.growing, "RSS not growing over the second half");
-  t.notOk(r.growth.fds.growing, "fds not growing over the second half");
+  // RSS is judged from 4-minute runs on (RSS_JUDGED_FROM_MS in bench/soak/main.ts: V8 is still
+  // sizing its heap in the first minute); a minute is enough for file descriptors.
+  t.notOk(r.growth.fds.growing, "fds (other than open connections) not growing over the second half");
   t.equal(r.drain.exitCode, 0, "SIGTERM drain: exit 0");
   t.ok(r.drain.readyz503, "/readyz said 503 while draining");
   t.same(r.leaks, [], "no secret in the proxy's log");
