@@ -216,14 +216,14 @@ async function main(): Promise<number> {
     events: runLoops(4, 0, one("events")),
     slow: runLoops(2, 100, one("slow")),
   };
-  const burstKind = KINDS.find((k) => k.pool === "burst")!;
-  // Spread over a second: the point is the number held at once, not a storm of new connections.
+  // Spread over a second: the point is the load held at once, not a storm of new connections.
+  const burst = Object.entries(OPENING_BURST).flatMap(([name, count]) => Array.from({ length: count }, () => KINDS.find((k) => k.name === name)!));
   const opening = sleep(1_000).then(() =>
     Promise.all(
-      Array.from({ length: OPENING_BURST }, async (_, i) => {
-        await sleep((i * 1_000) / OPENING_BURST);
+      burst.map(async (kind, i) => {
+        await sleep((i * 1_000) / burst.length);
         const id = ++nextId;
-        record(burstKind, id, await callers.run(burstKind, id));
+        record(kind, id, await callers.run(kind, id));
       }),
     ),
   );

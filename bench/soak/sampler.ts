@@ -132,6 +132,8 @@ export function startSampler(pid: number, scrape: () => Promise<string>, now: ()
   const takeProc = (): void => {
     try {
       const parts = rssParts(pid);
+      // An exited process (a zombie until reaped) has no VmRSS: nothing to sample any more.
+      if (!Number.isFinite(parts.rss)) return;
       const fds = fdCounts(pid);
       proc.push({ t: now(), ...parts, ...fds, otherFds: fds.fds - fds.established, threads: threads(pid), cpu: cpuSeconds(pid) });
     } catch {
