@@ -6,8 +6,9 @@
  *   stops an old key from being served.
  * - One fetch in flight per key, shared by the timer, the source's change notification and
  *   `refreshNow`; each attempt is bounded by `refresh.timeout` even if the source ignores its signal.
- * - `refreshNow` (an upstream 401) is limited to one fetch per key per 30 s, so callers that can
- *   provoke 401s cannot turn the proxy into a refresh storm against Vault or AWS.
+ * - `refreshNow` (an upstream 401) is limited to one fetch per refused value per 30 s, so callers
+ *   that can provoke 401s cannot turn the proxy into a refresh storm against Vault or AWS, while
+ *   each new rotation (a value just fetched, then revoked) still gets its own fetch at once.
  * - The value is registered with the logger for redaction before it is held, and is never put into a
  *   log field, an event, an error or the HeldKey's enumerable properties.
  * - A config reload never leaves a key that was held without one (SPEC §8, fail static): see
@@ -21,7 +22,7 @@ import { failingSource } from "./sources.ts";
 import type { HeldKey, KeySource, Keyring, Readiness, SourceValue } from "./types.ts";
 import { fingerprint, validateKey } from "./validate-key.ts";
 
-/** Minimum time between two fetches triggered by `refreshNow` for one key, in ms (SPEC §4 step 9). */
+/** Minimum time between two fetches triggered by `refreshNow` for one refused value, in ms (SPEC §4 step 9). */
 export const REFRESH_NOW_WINDOW_MS = 30_000;
 
 export interface KeyRefreshEvent {
@@ -118,7 +119,13 @@ interface Slot {
   again: boolean;
   abort: AbortController | undefined;
   timer: unknown;
-  manual: { readonly at: number; readonly result: Promise<HeldKey | undefined> } | undefined;
+  /**
+   * The fetches `refreshNow` started, by the refused value (memory only, like the held value): a
+   * stream of 401s for one value shares one fetch per 30 s, a newly refused value gets its own.
+   * Entries older than the window are dropped at the next call, so at most one entry per value
+   * refused in the last 30 s is kept.
+   */
+  readonly manual: Map<string, { readonly at: number; readonly result: Promise<HeldKey | undefined> }>;
   /** Set once a newer keyring adopted this key: this slot stops refreshing and forwards to it. */
   successor: ManagedKeyring | undefined;
   /** The source now belongs to the successor: closing this keyring must not close it. */
@@ -246,7 +253,7 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
       again: false,
       abort: undefined,
       timer: undefined,
-      manual: undefined,
+      manual: new Map(),
       successor: undefined,
       sourceHandedOver: false,
       bridged: adopted?.bridged ?? false,
@@ -490,20 +497,30 @@ export function createKeyring(options: KeyringOptions): ManagedKeyring {
     return { ready: reasons.length === 0, reasons };
   }
 
-  function refreshNow(name: string): Promise<HeldKey | undefined> {
+  function refreshNow(name: string, refused?: HeldKey): Promise<HeldKey | undefined> {
     const slot = slots.get(name);
     if (slot === undefined) return Promise.resolve(undefined);
-    if (slot.successor !== undefined) return slot.successor.refreshNow(name);
+    if (slot.successor !== undefined) return slot.successor.refreshNow(name, refused);
     if (closed) return Promise.resolve(fresh(slot));
+    const value = refused?.value ?? slot.held?.value;
+    // Nothing held yet: the start-up fetch (or its retries) is the refresh.
+    if (value === undefined) return refresh(slot).then(() => fresh(slot));
+    // Another value is held already (a refresh finished after the refused request left): the
+    // caller retries with it, no fetch needed.
+    if (slot.held !== undefined && slot.held.value !== value) return Promise.resolve(fresh(slot));
     const now = clock.now();
-    const last = slot.manual;
-    // A clock that jumped backwards does not extend the window.
-    if (last !== undefined && now >= last.at && now - last.at < REFRESH_NOW_WINDOW_MS) {
-      return last.result.then(() => fresh(slot));
+    for (const [seen, entry] of slot.manual) {
+      // A clock that jumped backwards does not extend the window.
+      if (now < entry.at || now - entry.at >= REFRESH_NOW_WINDOW_MS) slot.manual.delete(seen);
     }
-    logger.info("key refresh requested", { key: name, source: slot.config.source });
+    const last = slot.manual.get(value);
+    if (last !== undefined) return last.result.then(() => fresh(slot));
+    logger.info("key refresh requested", { key: name, source: slot.config.source, refused: refused?.fingerprint ?? slot.held?.fingerprint });
+    // A fetch already in flight may have read the store before the operator rotated the value that
+    // was just refused: the answer to this 401 must come from a read that started after it.
+    if (slot.inflight !== undefined) slot.again = true;
     const result = refresh(slot).then(() => fresh(slot));
-    slot.manual = { at: now, result };
+    slot.manual.set(value, { at: now, result });
     return result;
   }
 

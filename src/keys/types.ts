@@ -47,10 +47,12 @@ export interface Keyring {
   /** Readiness of the named keys (the ones clients use). */
   readiness(names: Iterable<string>): Readiness;
   /**
-   * An upstream 401 says the key was refused: fetch it again now. Shared by concurrent callers, at
-   * most once per key per 30 s. Resolves with the key held afterwards (maybe the same one).
+   * An upstream 401 says `refused` (default: the key held now) was refused: fetch the key again
+   * now. Shared by concurrent callers, at most once per refused value per 30 s; when another value
+   * is held already, resolves with it without fetching. Resolves with the key held afterwards
+   * (maybe the refused one).
    */
-  refreshNow(name: string): Promise<HeldKey | undefined>;
+  refreshNow(name: string, refused?: HeldKey): Promise<HeldKey | undefined>;
   /** Starts background refresh of every key. */
   start(): void;
   close(): void;

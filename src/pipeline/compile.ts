@@ -100,7 +100,7 @@ export function compileConfig(config: ProxyConfig, hash: string, deps: CompileDe
     upstream: config.upstream,
     logger,
     // The forwarder retries only when the key that comes back differs from the refused one.
-    refreshKey: (name) => keyring.refreshNow(name),
+    refreshKey: (name, refused) => keyring.refreshNow(name, refused),
     onUpstreamError: (reason) => metrics.upstreamError(reason),
   });
 

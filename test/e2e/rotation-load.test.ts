@@ -11,9 +11,11 @@ import { startVaultStore, withKey } from "../helpers/key-stores.ts";
 import { configYaml, startTestProxy, TOKEN, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
 import { parseScrape } from "../helpers/prom-text.ts";
 import { until } from "../helpers/store-lifecycle.ts";
+import { fingerprint } from "../../src/keys/validate-key.ts";
 
 const KEY1 = "mq-load-old-00112233445566778899aa";
 const KEY2 = "mq-load-new-ffeeddccbbaa99887766554";
+const KEY3 = "mq-load-next-0f1e2d3c4b5a69788796a5";
 const auth = { authorization: `Bearer ${TOKEN}` };
 const BODY = JSON.stringify({ model: "stability/sdxl", prompt: "a lighthouse at dusk" });
 
@@ -87,7 +89,7 @@ function load(r: Rig, workers: number, request: (r: Rig) => Promise<ClientRespon
 
 function scan(t: Test, r: Rig, metrics: string): void {
   const texts = [r.proxy.rawLog(), metrics, ...r.responses.map((res) => res.raw.toString("latin1"))].join("\n");
-  const secrets = [KEY1, KEY2, ...r.store.secrets()];
+  const secrets = [KEY1, KEY2, KEY3, ...r.store.secrets()];
   t.same(secrets.filter((secret) => texts.includes(secret)), [], "no key, Vault token or secret id in logs, metrics or responses");
 }
 
@@ -122,6 +124,41 @@ t.test("held bodies under steady load: the rotation is invisible to clients", as
   scan(t, r, metrics);
 });
 
+t.test("two rotations seconds apart, each revoked at once: still invisible to held bodies", async (t) => {
+  const r = await rig(t);
+  let stop = false;
+  const running = load(r, 8, (rig) => (r.responses.length % 2 === 0 ? get(rig) : postHeld(rig)), () => stop);
+  await until(() => r.responses.length >= 100, 10_000, "load before the first rotation");
+  const readsBefore = reads(r);
+  r.store.vault.readDelayMs = 200;
+  r.store.rotate(KEY2);
+  r.revoked.add(KEY1);
+  let mark = r.responses.length;
+  await until(() => r.responses.length >= mark + 300, 15_000, "load after the first rotation");
+  const refusalsFirst = r.refusals();
+  // Well inside the 30 s that once blocked a second 401-triggered refresh of the same key.
+  r.store.rotate(KEY3);
+  r.revoked.add(KEY2);
+  mark = r.responses.length;
+  await until(() => r.responses.length >= mark + 300, 15_000, "load after the second rotation");
+  stop = true;
+  await running;
+
+  const failures = r.responses.filter((res) => res.status !== 200);
+  t.same(failures.map((res) => res.status), [], `no client-visible failure in ${r.responses.length} requests`);
+  t.ok(refusalsFirst >= 1 && r.refusals() > refusalsFirst, `MythIQ refused each old key (${refusalsFirst}, then ${r.refusals() - refusalsFirst})`);
+  t.equal(reads(r) - readsBefore, 2, "one store read per rotation");
+  t.equal(r.upstream.requests.at(-1)?.headers["authorization"], `Bearer ${KEY3}`);
+  const metrics = (await r.proxy.admin("/metrics")).body;
+  t.match(metrics, /mythiq_proxy_key_rotations_total\{key="default"\} 2\n/);
+  t.same(
+    r.proxy.logs.filter((line) => line["msg"] === "key refresh requested").map((line) => line["refused"]),
+    [fingerprint(KEY1), fingerprint(KEY2)],
+    "one 401-triggered refresh per refused value",
+  );
+  scan(t, r, metrics);
+});
+
 t.test("streamed bodies under steady load: at most one client-visible failure", async (t) => {
   const r = await rig(t);
   let stop = false;
@@ -147,7 +184,7 @@ t.test("streamed bodies under steady load: at most one client-visible failure", 
   scan(t, r, (await r.proxy.admin("/metrics")).body);
 });
 
-t.test("401s cannot provoke refresh storms: one store read per key per 30 s, shared", async (t) => {
+t.test("401s cannot provoke refresh storms: one store read per refused value per 30 s, shared", async (t) => {
   const r = await rig(t);
   const readsBefore = reads(r);
   const loginsBefore = r.store.vault.count((req) => req.path.endsWith("/login"));

@@ -334,16 +334,23 @@ void t.test("requests still running under the old config see the new keyring's k
   t.teardown(() => next.close());
   next.start();
   source.script(value(KEY_B));
-  const refreshed = await old.refreshNow("production");
+  const refusedA = old.current("production")!;
+  const refreshed = await old.refreshNow("production", refusedA);
   t.equal(refreshed?.value, KEY_B, "old.refreshNow forwards to the new keyring");
   t.equal(source.calls, 2, "one fetch");
   t.equal(old.current("production")?.value, KEY_B, "old.current forwards too");
   t.equal(old.held("production")?.value, KEY_B);
   t.same(old.readiness(["production"]), { ready: true, reasons: [] });
-  await next.refreshNow("production");
-  t.equal(source.calls, 2, "the 30 s window is shared: it lives in the new keyring");
+  t.equal((await next.refreshNow("production", refusedA))?.value, KEY_B);
+  t.equal(source.calls, 2, "A was refused already and B is held: no fetch");
+  // MythIQ refuses B before the store has a newer value: the same value comes back.
+  const refusedB = next.current("production")!;
+  await old.refreshNow("production", refusedB);
+  t.equal(source.calls, 3, "a newly refused value fetches");
+  await next.refreshNow("production", refusedB);
+  t.equal(source.calls, 3, "the 30 s window is shared: it lives in the new keyring");
   await clock.advance(10 * MINUTE);
-  t.equal(source.calls, 4, "only the new keyring refreshes (two intervals, not four)");
+  t.equal(source.calls, 5, "only the new keyring refreshes (two intervals, not four)");
 });
 
 void t.test("a key adopted from a closed keyring keeps its value but uses the new source", async (t) => {

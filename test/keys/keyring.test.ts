@@ -226,30 +226,118 @@ void t.test("single flight: concurrent refreshNow calls and the timer share one 
   t.equal(source.calls, 2, "and no more");
 });
 
-void t.test("refreshNow fetches at most once per key per 30 s", async (t) => {
+void t.test("refreshNow: a stream of 401s for one value fetches at most once per 30 s", async (t) => {
   const source = createScriptedSource("vault", value(KEY_A));
   const other = createScriptedSource("vault", value(KEY_B));
-  const { clock, keyring } = setup(t, { production: source, analytics: other });
+  const { clock, logger, keyring } = setup(t, { production: source, analytics: other });
   keyring.start();
   await settle();
   t.equal(source.calls, 1);
-  source.script(value(KEY_B));
-  const first = await keyring.refreshNow("production");
-  t.equal(source.calls, 2, "first refreshNow fetches");
-  t.equal(first?.value, KEY_B, "and resolves with the new key");
+  const refusedA = keyring.current("production")!;
+  // The store has not been updated yet (or a caller provokes 401s): the same value comes back.
+  const first = await keyring.refreshNow("production", refusedA);
+  t.equal(source.calls, 2, "the first 401 fetches");
+  t.equal(first?.value, KEY_A, "and resolves with what the store holds (the same value)");
+  t.match(logger.records.filter((r) => r.msg === "key refresh requested"), [
+    { level: "info", fields: { key: "production", source: "vault", refused: fingerprint(KEY_A) } },
+  ]);
   await clock.advance(10_000);
-  for (let i = 0; i < 50; i++) await keyring.refreshNow("production");
-  t.equal(source.calls, 2, "no fetch within the window");
+  const again = await Promise.all(Array.from({ length: 50 }, () => keyring.refreshNow("production", refusedA)));
+  t.equal(source.calls, 2, "no fetch for the same value within the window");
+  t.ok(again.every((k) => k?.value === KEY_A));
+  t.equal(await keyring.refreshNow("production").then((k) => k?.value), KEY_A, "no argument means the held value");
+  t.equal(source.calls, 2, "which is the same refused value");
   t.equal(other.calls, 1, "the window is per key");
   await keyring.refreshNow("analytics");
   t.equal(other.calls, 2, "another key may refresh");
   await clock.advance(19_999);
-  await keyring.refreshNow("production");
+  await keyring.refreshNow("production", refusedA);
   t.equal(source.calls, 2, "still within 30 s");
   await clock.advance(1);
-  await keyring.refreshNow("production");
-  t.equal(source.calls, 3, "30 s later a new fetch is allowed");
+  await keyring.refreshNow("production", refusedA);
+  t.equal(source.calls, 3, "30 s later the same value may fetch again");
   t.equal(await keyring.refreshNow("unknown"), undefined, "unknown key: undefined");
+});
+
+void t.test("refreshNow: every newly refused value gets its own fetch, rotations seconds apart", async (t) => {
+  const KEY_C = "mq-live-CCCCCCCCCCCCCCCCCCCC";
+  const source = createScriptedSource("vault", value(KEY_A));
+  const { clock, events, keyring } = setup(t, { production: source });
+  keyring.start();
+  await settle();
+  const refusedA = keyring.current("production")!;
+
+  // Rotation 1: the store holds B, MythIQ refuses A; eight requests see the 401 at once.
+  source.script(value(KEY_B));
+  const firstWave = await Promise.all(Array.from({ length: 8 }, () => keyring.refreshNow("production", refusedA)));
+  t.equal(source.calls, 2, "one fetch for the first rotation");
+  t.ok(firstWave.every((k) => k?.value === KEY_B), "every refused request gets B");
+  const refusedB = keyring.current("production")!;
+
+  // Rotation 2, 5 s later (well inside 30 s): the store holds C, MythIQ refuses B.
+  await clock.advance(5_000);
+  source.script(value(KEY_C));
+  const secondWave = await Promise.all(Array.from({ length: 8 }, () => keyring.refreshNow("production", refusedB)));
+  t.equal(source.calls, 3, "the second rotation is not blocked by the first one's window");
+  t.ok(secondWave.every((k) => k?.value === KEY_C), "every refused request gets C");
+
+  // A request that left with A before rotation 1 comes back refused now: C is held, nothing to fetch.
+  t.equal((await keyring.refreshNow("production", refusedA))?.value, KEY_C, "an older refused value gets the held one");
+  t.equal((await keyring.refreshNow("production", refusedB))?.value, KEY_C);
+  t.equal(source.calls, 3, "no fetch for values that are no longer held");
+  t.same(
+    events.map((e) => [e.result, e.rotated]),
+    [
+      ["changed", false],
+      ["changed", true],
+      ["changed", true],
+    ],
+  );
+
+  // The store flips back to B within the window: B was refused 0 s ago, so a 401 for it waits.
+  source.script(value(KEY_B));
+  source.change();
+  await settle();
+  t.equal(keyring.current("production")?.value, KEY_B);
+  t.equal(source.calls, 4, "the change notification fetched");
+  t.equal((await keyring.refreshNow("production", keyring.current("production")))?.value, KEY_B);
+  t.equal(source.calls, 4, "B's window still holds: no storm from a store that flips between values");
+});
+
+void t.test("refreshNow while a fetch is in flight: the answer comes from a read started after the 401", async (t) => {
+  let release!: (v: { value: string; version: string }) => void;
+  const source = createScriptedSource("vault", value(KEY_A));
+  const keys = { production: vaultKey({ interval: 10_000 }) };
+  const { clock, keyring } = setup(t, { production: source }, keys);
+  keyring.start();
+  await settle();
+  const refusedA = keyring.current("production")!;
+  // The interval's fetch starts and reads the store before the operator rotates.
+  source.script(() => new Promise((r) => (release = r)), value(KEY_B));
+  await clock.advance(10_000);
+  t.equal(source.calls, 2, "the background fetch is in flight");
+  const answer = keyring.refreshNow("production", refusedA);
+  const second = keyring.refreshNow("production", refusedA);
+  release(value(KEY_A));
+  t.equal((await answer)?.value, KEY_B, "the 401 is answered by a fetch that started after it");
+  t.equal((await second)?.value, KEY_B);
+  t.equal(source.calls, 3, "exactly one more fetch, shared");
+});
+
+void t.test("refreshNow: a clock that jumps backwards does not extend the window", async (t) => {
+  const source = createScriptedSource("vault", value(KEY_A));
+  const fake = createFakeClock();
+  let skew = 0;
+  const clock = { ...fake, now: () => fake.now() + skew };
+  const keyring = createKeyring({ keys: { production: vaultKey() }, sources: { production: source }, logger: createRecordingLogger(), clock });
+  t.teardown(() => keyring.close());
+  keyring.start();
+  await settle();
+  await keyring.refreshNow("production");
+  t.equal(source.calls, 2);
+  skew = -60_000;
+  await keyring.refreshNow("production");
+  t.equal(source.calls, 3, "an entry from the future is dropped, not kept for longer");
 });
 
 void t.test("max_stale: an old key is no longer current and readiness says why", async (t) => {
