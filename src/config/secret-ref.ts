@@ -120,6 +120,7 @@ export function secretRefsOf(config: ProxyConfig): { path: ConfigPath; ref: Secr
   if (config.limits.store === "redis" && redisUrl !== undefined && typeof redisUrl !== "string") {
     out.push({ path: ["limits", "redis", "url"], ref: redisUrl });
   }
+  for (const [name, ref] of Object.entries(config.tracing?.headers ?? {})) out.push({ path: ["tracing", "headers", name], ref });
   return out;
 }
 
