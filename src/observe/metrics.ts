@@ -463,8 +463,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const keyRefreshSeries = counterCache(keyRefresh, ["key", "source", "result"]);
   const keyRotationSeries = counterCache(keyRotations, ["key"]);
   const keyRequestSeries = counterCache(keyRequests, ["key", "client"]);
-  /** `key\0client` of the pairs the config makes. */
-  let keyClientPairs = new Set<string>();
+  /** Key → client → its `key_requests_total` child, for the pairs the config makes (no lookup string built per request). */
+  let keyRequestChildren = new Map<string, Map<string, ReturnType<typeof keyRequests.labels>>>();
   const caches = [
     requestSeries,
     durationSeries,
@@ -499,9 +499,14 @@ export function createMetrics(options: MetricsOptions): Metrics {
   // configured pair that is never used, and a client moved to another key leaves no series behind.
   const initKeyRequestSeries = (): void => {
     const pairs = bounds.sets.keyClients ?? [];
-    keyClientPairs = new Set(pairs.map((k) => `${k.key}\0${k.client}`));
-    keyRequestSeries.pruneWhere((labels) => !keyClientPairs.has(`${labels.key}\0${labels.client}`));
-    for (const { key, client } of pairs) keyRequestSeries.get(`${key}\0${client}`, () => ({ key, client })).inc(0);
+    const wanted = new Set(pairs.map((k) => `${k.key}\0${k.client}`));
+    keyRequestSeries.pruneWhere((labels) => !wanted.has(`${labels.key}\0${labels.client}`));
+    keyRequestChildren = new Map(bounds.sets.keys.map((key) => [key, new Map()]));
+    for (const { key, client } of pairs) {
+      const child = keyRequestSeries.get(`${key}\0${client}`, () => ({ key, client }));
+      child.inc(0);
+      keyRequestChildren.get(key)?.set(client, child);
+    }
     for (const key of lastUsed.keys()) if (!bounds.hasKey(key)) lastUsed.delete(key);
   };
   initKeyRequestSeries();
@@ -538,11 +543,13 @@ export function createMetrics(options: MetricsOptions): Metrics {
       if (bytesIn !== undefined) requestBytesSeries.get(client, () => ({ client })).inc(bytesIn);
       const bytesOut = amount(facts.bytesOut);
       if (bytesOut !== undefined) responseBytesSeries.get(client, () => ({ client })).inc(bytesOut);
-      const key = facts.key;
-      if (key !== undefined && bounds.hasKey(key)) {
-        lastUsed.set(key, now());
-        const pair = `${key}\0${client}`;
-        if (keyClientPairs.has(pair)) keyRequestSeries.get(pair, () => ({ key, client })).inc();
+      if (facts.key !== undefined) {
+        // Configured keys only; the counter for the pairs the config makes.
+        const children = keyRequestChildren.get(facts.key);
+        if (children !== undefined) {
+          lastUsed.set(facts.key, now());
+          children.get(client)?.inc();
+        }
       }
     },
 
