@@ -501,7 +501,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     const pairs = bounds.sets.keyClients ?? [];
     const wanted = new Set(pairs.map((k) => `${k.key}\0${k.client}`));
     keyRequestSeries.pruneWhere((labels) => !wanted.has(`${labels.key}\0${labels.client}`));
-    keyRequestChildren = new Map(bounds.sets.keys.map((key) => [key, new Map()]));
+    keyRequestChildren = new Map(bounds.sets.keys.map((key) => [key, new Map<string, ReturnType<typeof keyRequests.labels>>()]));
     for (const { key, client } of pairs) {
       const child = keyRequestSeries.get(`${key}\0${client}`, () => ({ key, client }));
       child.inc(0);

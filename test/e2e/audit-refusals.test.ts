@@ -8,7 +8,7 @@ import { builtinSources } from "../../src/keys/sources.ts";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { send } from "../helpers/forward-harness.ts";
 import { createScriptedSource } from "../helpers/keys-fakes.ts";
-import { startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type LogLine } from "../helpers/proxy-harness.ts";
+import { startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, type LogLine } from "../helpers/proxy-harness.ts";
 import { sendRaw } from "../helpers/raw-http.ts";
 
 const LIMITED = "tok-limited-0011223344556677";
