@@ -6,7 +6,8 @@
  * is not read here, and the key appears only as its name and fingerprint. The query string is not
  * logged either (it may carry data the caller did not mean for a log); `path` is the path alone.
  * Values the caller chose (path, origin, model, subject) are cut to a bounded length (the model to
- * 128 characters, marker included) so one request cannot blow up a log line; JSON escaping keeps every record on one line whatever bytes they hold.
+ * 128 characters, marker included) so one request cannot blow up a log line; JSON escaping keeps
+ * every record on one line whatever bytes they hold.
  */
 import type { Reason } from "../errors.ts";
 import type { HeldKey } from "../keys/types.ts";
