@@ -48,6 +48,8 @@ export function crossCheck(data: unknown): CrossResult {
   checkFieldPolicies(clients, err);
   checkOwnership(data.ownership, clients, err, warn);
   checkServer(data.server, err);
+  checkUnusedKeys(keys, clients, warn);
+  if (isObj(data.tracing)) checkTracing(data.tracing, data, clients, err, warn);
 
   return { errors, warnings };
 }
@@ -276,6 +278,60 @@ function checkClients(ctx: ClientsContext, err: Report, warn: Report): void {
 
   if (ctx.jwt && !anyJwtClient && ctx.clients.length > 0) {
     warn(["sessions", "jwt"], "no client sets auth.jwt: true, so no session will be accepted", "key");
+  }
+}
+
+/**
+ * A key no client names is fetched (and readiness ignores it) but never sent: a leftover from a
+ * rotation or a removed application, which MythIQ's guide says to revoke.
+ */
+function checkUnusedKeys(keys: Obj | undefined, clients: unknown[], warn: Report): void {
+  if (!keys) return;
+  const used = new Set<string>();
+  for (const c of clients) {
+    if (!isObj(c)) continue;
+    const name = has(c, "key") ? str(c.key) : "default";
+    if (name !== undefined) used.add(name);
+  }
+  for (const name of Object.keys(keys)) {
+    if (!used.has(name)) {
+      warn(["keys", name], `no client uses key ${JSON.stringify(name)}: if no application needs it any more, remove it here and revoke it at MythIQ`, "key");
+    }
+  }
+}
+
+/** Header names an export may carry: HTTP tokens, minus the ones the exporter sets itself. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$/;
+const EXPORTER_HEADERS = new Set(["content-type", "content-length", "content-encoding", "transfer-encoding", "host", "connection", "user-agent"]);
+
+function checkTracing(tracing: Obj, data: Obj, clients: unknown[], err: Report, warn: Report): void {
+  const headers = isObj(tracing.headers) ? tracing.headers : {};
+  for (const name of Object.keys(headers)) {
+    if (!HEADER_NAME.test(name)) err(["tracing", "headers", name], `${JSON.stringify(name)} is not an HTTP header name`, "key");
+    else if (EXPORTER_HEADERS.has(name.toLowerCase())) err(["tracing", "headers", name], `${name} is set by the exporter itself`, "key");
+  }
+  const endpoint = str(tracing.endpoint);
+  const checked = endpoint === undefined ? undefined : checkUrl(endpoint, { what: "the tracing endpoint", form: "path" });
+  if (checked?.ok) {
+    if (checked.value.insecure && Object.keys(headers).length > 0) {
+      warn(["tracing", "endpoint"], "uses http:// while headers are set: they travel unencrypted (use https://, or keep the collector on the pod's network)");
+    }
+    if (!checked.value.href.endsWith("/v1/traces")) {
+      warn(["tracing", "endpoint"], "does not end in /v1/traces, where OTLP/HTTP collectors receive traces: write the full traces URL");
+    }
+  }
+  const trust = tracing.trust_incoming;
+  if (trust === "trusted_proxies" && (list(data.trusted_proxies) ?? []).length === 0) {
+    warn(["tracing", "trust_incoming"], "trusted_proxies is empty, so no caller's trace is continued");
+  }
+  const clientIds = list(trust);
+  if (clientIds) {
+    const ids = new Set(clients.filter(isObj).map((c) => str(c.id)));
+    clientIds.forEach((id, i) => {
+      if (typeof id === "string" && checkName(id).ok && !ids.has(id)) {
+        err(["tracing", "trust_incoming", i], `${JSON.stringify(id)} is not the id of a client`);
+      }
+    });
   }
 }
 

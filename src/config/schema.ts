@@ -11,7 +11,7 @@
  */
 import * as z from "zod";
 import { parseJsonPath } from "../ownership/json-path.ts";
-import type { FieldValue, ProxyConfig, RefreshConfig, SecretRef } from "./types.ts";
+import type { FieldValue, ProxyConfig, RefreshConfig, SecretRef, TraceTrust } from "./types.ts";
 import { typeName } from "./bounded-yaml.ts";
 import type { Check, CheckedUrl, UrlRules } from "./formats.ts";
 import {
@@ -431,6 +431,34 @@ const auditSchema = z
   .strictObject({ enabled: bool().default(true), include_subject: bool().default(true) })
   .prefault({});
 
+/** `tracing.trust_incoming`: false, `trusted_proxies`, or a list of client ids (cross-checks.ts checks they exist). */
+function checkTraceTrust(v: unknown): Check<TraceTrust> {
+  if (v === false || v === "trusted_proxies") return pass(v);
+  if (v === true) return fail("true would let any caller choose the trace its requests join: use trusted_proxies or a list of client ids");
+  if (Array.isArray(v)) {
+    const ids: string[] = [];
+    for (const item of v) {
+      const s = stringCheck(item);
+      if (!s.ok) return fail(`a list of client ids: ${s.message}`);
+      const name = checkName(s.value);
+      if (!name.ok) return fail(`a list of client ids: ${name.message}`);
+      ids.push(name.value);
+    }
+    return pass(ids);
+  }
+  return fail("must be false, trusted_proxies, or a list of client ids");
+}
+
+// SPEC §11 `tracing`: its shape is README's "Tracing"; header names and the ids in trust_incoming
+// are checked in cross-checks.ts.
+const tracingSchema = z.strictObject({
+  endpoint: url({ what: "the tracing endpoint", form: "path" }).transform((u) => u.href),
+  headers: nullProtoRecord(secretRef()).default(() => Object.create(null) as Record<string, SecretRef>),
+  service_name: text().default("mythiq-proxy"),
+  sample_ratio: num(0, 1).default(1),
+  trust_incoming: scalar(checkTraceTrust).default(false),
+});
+
 /** The config file, before each key's refresh settings are merged with `key_refresh`. */
 const documentSchema = z.strictObject({
   listen: hostPort("0.0.0.0", 8080),
@@ -446,6 +474,7 @@ const documentSchema = z.strictObject({
   ownership: nullProtoRecord(ownershipKindSchema).prefault({}),
   server: serverSchema,
   audit: auditSchema,
+  tracing: tracingSchema.optional(),
 });
 
 /** The full schema: SPEC §3 YAML (as plain data) in, `ProxyConfig` out. */

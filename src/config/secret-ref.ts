@@ -124,6 +124,7 @@ export function secretRefsOf(config: ProxyConfig): { path: ConfigPath; ref: Secr
       out.push({ path: ["limits", "redis", "sentinel_password"], ref: redis.sentinel_password });
     }
   }
+  for (const [name, ref] of Object.entries(config.tracing?.headers ?? {})) out.push({ path: ["tracing", "headers", name], ref });
   return out;
 }
 

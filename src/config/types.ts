@@ -228,6 +228,26 @@ export interface ServerConfig {
   readonly drain_timeout: Millis;
 }
 
+/**
+ * Whose W3C trace context (`traceparent`/`tracestate`) the proxy continues: `false` nobody (every
+ * request starts a new trace); `trusted_proxies` requests whose TCP peer is in `trusted_proxies`;
+ * a list of client ids: requests identified as one of these clients.
+ */
+export type TraceTrust = false | "trusted_proxies" | readonly string[];
+
+/** `tracing:` (SPEC §11): OpenTelemetry spans exported over OTLP/HTTP. Absent = tracing off. */
+export interface TracingConfig {
+  /** The OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces`. */
+  readonly endpoint: string;
+  /** Headers sent with every export (an API key for a vendor's endpoint), as secret references. */
+  readonly headers: Readonly<Record<string, SecretRef>>;
+  /** `service.name` of the spans. */
+  readonly service_name: string;
+  /** Share of new traces recorded, 0..1; a continued trace follows its caller's decision. */
+  readonly sample_ratio: number;
+  readonly trust_incoming: TraceTrust;
+}
+
 export interface ProxyConfig {
   readonly listen: HostPort;
   readonly admin: HostPort;
@@ -245,4 +265,5 @@ export interface ProxyConfig {
   readonly ownership: Readonly<Record<string, OwnershipKindConfig>>;
   readonly server: ServerConfig;
   readonly audit: { readonly enabled: boolean; readonly include_subject: boolean };
+  readonly tracing?: TracingConfig;
 }

@@ -18,6 +18,7 @@ import type { SourceDeps, SourceRegistry } from "../keys/sources.ts";
 import { labelSetsFromConfig } from "../observe/labels.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
 import { createMetrics, type Metrics } from "../observe/metrics.ts";
+import { createTracing, type TracerFactory } from "../observe/tracing/tracing.ts";
 import { compileConfig, type CompileDeps, type CompiledConfig } from "../pipeline/compile.ts";
 import { serveListenerRefusal } from "../pipeline/listen-handler.ts";
 import { VERSION } from "../version.ts";
@@ -46,6 +47,8 @@ export interface StartOptions {
   readonly overload?: boolean | Omit<LagMonitorOptions, "onChange">;
   /** Reload validation in a child process: ms before it is killed (default 10 000; start-up always uses the default). */
   readonly validateTimeoutMs?: number;
+  /** Builds the tracer when `tracing` is configured; default the OpenTelemetry one (tests shorten its batching). */
+  readonly tracer?: TracerFactory;
 }
 
 export type { ReloadResult };
@@ -116,6 +119,17 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     ...(options.fileSources === undefined ? {} : { fileSources: options.fileSources }),
   };
 
+  // SPEC §11: the tracer follows the config; while `tracing` is absent there is none and
+  // OpenTelemetry is never loaded. Built before listening (so the first request is traced)
+  // and before the lag monitor starts (loading the library takes the event loop for a moment).
+  const tracing = createTracing({
+    logger,
+    env,
+    onDropped: (reason, count) => metrics.traceSpansDropped(reason, count),
+    ...(options.tracer === undefined ? {} : { create: options.tracer }),
+  });
+  await tracing.apply(loaded.config.tracing);
+
   let draining = false;
   let stopping: Promise<void> | undefined;
 
@@ -130,7 +144,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
           },
         });
 
-  const serveDeps = { metrics, logger, now: () => performance.now() };
+  const serveDeps = { metrics, logger, now: () => performance.now(), tracer: tracing.current };
   const generations = createGenerations(compileConfig(loaded.config, loaded.hash, compileDeps), {
     ...serveDeps,
     draining: () => draining,
@@ -168,6 +182,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     await generations.current().limits.close().catch(() => undefined);
     await closeServer(listener);
     await closeServer(admin);
+    await tracing.shutdown().catch(() => undefined);
     throw err;
   }
   generations.current().keyring.start();
@@ -192,6 +207,9 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     install(compiled) {
       metrics.setLabelSets(labelSetsFromConfig(compiled.config));
       applyServerSettings(listener, compiled.config.server);
+      // A tracer is built asynchronously (header secrets, the library); until it is, the previous
+      // one serves. trust_incoming needs nothing here: it is compiled with the config.
+      tracing.apply(compiled.config.tracing).catch((err: unknown) => logger.error("tracing settings not applied, keeping the previous ones", errorFields(err)));
       return generations.replace(compiled);
     },
   });
@@ -227,6 +245,8 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       .current()
       .limits.close()
       .catch((err: unknown) => logger.warn("limit stores did not close cleanly", errorFields(err)));
+    // Spans still queued are exported, bounded (a collector that is down cannot hold the stop up).
+    await tracing.shutdown().catch((err: unknown) => logger.warn("tracer did not stop cleanly", errorFields(err)));
     logger.info("stopped", { cut, drain_ms: Math.round(performance.now() - started) });
   }
 

@@ -5,8 +5,9 @@
  * so a token, cookie, JWT or key has no way in: the caller's credentials stay in `ctx.headers`, which
  * is not read here, and the key appears only as its name and fingerprint. The query string is not
  * logged either (it may carry data the caller did not mean for a log); `path` is the path alone.
- * Values the caller chose (path, origin, model, subject) are cut to a bounded length so one request
- * cannot blow up a log line; JSON escaping keeps every record on one line whatever bytes they hold.
+ * Values the caller chose (path, origin, model, subject) are cut to a bounded length (the model to
+ * 128 characters, marker included) so one request cannot blow up a log line; JSON escaping keeps
+ * every record on one line whatever bytes they hold.
  */
 import type { Reason } from "../errors.ts";
 import type { HeldKey } from "../keys/types.ts";
@@ -18,6 +19,8 @@ import type { Logger } from "./log.ts";
 export const AUDIT_VALUE_MAX = 512;
 /** Appended to a value that was cut. */
 export const TRUNCATED = "...[truncated]";
+/** Longest `model` written, marker included (SPEC §11: a refusal names the model asked for, at most 128 characters). */
+export const AUDIT_MODEL_MAX = 128;
 
 // A type alias, not an interface: `Logger.audit` takes a string-indexed record, which only an
 // alias is assignable to.
@@ -47,6 +50,10 @@ export type AuditRecord = {
   readonly upstream_ms: number | null;
   readonly bytes_in: number;
   readonly bytes_out: number;
+  /** The check that refused (SPEC §11; `Ending.check`, docs/observability.md lists them); null when not refused. */
+  readonly check: string | null;
+  /** 32 hex digits; only when tracing is on (SPEC §11). */
+  readonly trace_id?: string;
   /** What ownership decided (README "Ownership"); only on its routes. */
   readonly ownership?: OwnershipNote;
 };
@@ -82,6 +89,10 @@ export interface AuditInput {
   readonly upstreamMs?: number | undefined;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** The check that refused the request; undefined when it was not refused. */
+  readonly check?: string | undefined;
+  /** The request's trace id; undefined when tracing is off. */
+  readonly traceId?: string | undefined;
   /** Default `new Date()`. */
   readonly now?: () => Date;
 }
@@ -93,6 +104,11 @@ export function bounded(value: string, max: number = AUDIT_VALUE_MAX): string {
   const last = value.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end -= 1;
   return value.slice(0, end) + TRUNCATED;
+}
+
+/** `value` unchanged up to `max` code units; longer, cut so that it, marker included, is `max` long. */
+export function boundedWithin(value: string, max: number): string {
+  return value.length <= max ? value : bounded(value, max - TRUNCATED.length);
 }
 
 /**
@@ -139,7 +155,7 @@ export function auditRecord(input: AuditInput): AuditRecord {
     method: bounded(known.method, 32),
     route: ctx?.route === undefined ? null : routeLabel(ctx.route),
     path: pathForLog(known.path),
-    model: optional(ctx?.model),
+    model: ctx?.model === undefined ? null : boundedWithin(ctx.model, AUDIT_MODEL_MAX),
     status: input.status,
     reason: input.reason ?? null,
     key: input.key?.name ?? ctx?.client?.key ?? null,
@@ -148,6 +164,8 @@ export function auditRecord(input: AuditInput): AuditRecord {
     upstream_ms: input.upstreamMs === undefined ? null : millis(input.upstreamMs),
     bytes_in: count(input.bytesIn),
     bytes_out: count(input.bytesOut),
+    check: input.check ?? null,
+    ...(input.traceId === undefined ? {} : { trace_id: input.traceId }),
     ...(ctx?.ownership === undefined ? undefined : { ownership: ctx.ownership }),
   };
 }

@@ -55,6 +55,16 @@ export interface LabelSets {
   readonly keySettings?: readonly KeySettings[];
   /** Clients with a `budget` (`budget_daily_usd`, `budget_spent_usd`); default none. */
   readonly budgets?: readonly ClientBudget[];
+  /** Each client's key (`key_requests_total{key, client}` has a series for these pairs only); default none. */
+  readonly keyClients?: readonly KeyClient[];
+}
+
+/** A client and the key it is configured to use. */
+export interface KeyClient {
+  /** Key name; must also be in `LabelSets.keys`. */
+  readonly key: string;
+  /** Client id; must also be in `LabelSets.clients`. */
+  readonly client: string;
 }
 
 /** The empty sets: every client is `unknown`, every route/model `other`, no key is reported. */
@@ -94,6 +104,7 @@ export function labelSetsFromConfig(config: ProxyConfig): LabelSets {
     keys: Object.keys(config.keys),
     keySettings,
     budgets,
+    keyClients: config.clients.map((c) => ({ key: c.key, client: c.id })),
   };
 }
 
@@ -141,6 +152,9 @@ export function compileLabelSets(sets: LabelSets): LabelBounds {
     ),
     budgets: Object.freeze(
       (sets.budgets ?? []).filter((b) => clients.has(b.client) && nonNegative(b.dailyUsd)).map((b) => Object.freeze({ ...b })),
+    ),
+    keyClients: Object.freeze(
+      (sets.keyClients ?? []).filter((p) => keys.has(p.key) && clients.has(p.client)).map((p) => Object.freeze({ ...p })),
     ),
   });
   const routes = new Set(frozen.routes);

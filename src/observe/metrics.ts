@@ -3,7 +3,8 @@
  * so a test or a reload can build as many as it likes). Beyond SPEC, four gauges give alert rules
  * what Prometheus cannot read from the config: `key_refresh_interval_seconds`,
  * `key_max_stale_seconds`, `budget_daily_usd` and today's spend `budget_spent_usd`; and
- * `internal_errors_total` counts requests that met a bug.
+ * `internal_errors_total` counts requests that met a bug. SPEC §11 adds `key_requests_total`,
+ * `key_last_used_timestamp_seconds` and `trace_spans_dropped_total`.
  *
  * The proxy reports facts (a request ended, a key was fetched); this module turns them into series.
  * Label values pass through `labels.ts`, so only names from the config, fixed fallbacks and fixed
@@ -42,6 +43,10 @@ export const DURATION_BUCKETS: readonly number[] = Object.freeze([
 export type UpstreamReason = Extract<Reason, `upstream_${string}`>;
 
 export type KeyRefreshResult = "changed" | "unchanged" | "failed";
+
+/** Why spans were dropped: the export queue was full, or the collector did not take an export. */
+export type SpanDropReason = "queue_full" | "export_failed";
+const SPAN_DROP_REASONS: readonly SpanDropReason[] = ["queue_full", "export_failed"];
 const KEY_REFRESH_RESULTS: readonly KeyRefreshResult[] = ["changed", "unchanged", "failed"];
 
 /** What a finished request reports (SPEC §7 `requests_total`, durations, bytes). */
@@ -60,6 +65,11 @@ export interface RequestFacts {
   readonly bytesIn: number;
   /** Response body bytes sent. */
   readonly bytesOut: number;
+  /**
+   * Name of the key the request was forwarded with (`key_requests_total`,
+   * `key_last_used_timestamp_seconds`); undefined when no key was sent.
+   */
+  readonly key?: string | undefined;
 }
 
 /** The facts of a successfully fetched key; a `HeldKey` fits (its `value` is never read). */
@@ -77,7 +87,11 @@ export interface Metrics {
    * `key_refresh_total` (every result) and `key_rotations_total` series at 0.
    */
   setLabelSets(sets: LabelSets): void;
-  /** One request ended: `requests_total`, `request_duration_seconds`, `request_bytes_total`, `response_bytes_total`. */
+  /**
+   * One request ended: `requests_total`, `request_duration_seconds`, `request_bytes_total`,
+   * `response_bytes_total`; with a `key`, `key_requests_total` (only for a client and key the config
+   * pairs) and `key_last_used_timestamp_seconds` (configured keys only).
+   */
   requestFinished(facts: RequestFacts): void;
   /** Seconds from sending the request upstream to the upstream's response headers. */
   upstreamDuration(route: string | undefined, seconds: number): void;
@@ -118,6 +132,8 @@ export interface Metrics {
    * instead of answered. Not in SPEC §7; an alert fires on any.
    */
   internalError(): void;
+  /** Spans the tracing exporter dropped (`trace_spans_dropped_total`, SPEC §11). */
+  traceSpansDropped(reason: SpanDropReason, count: number): void;
   /** The Prometheus text exposition of the registry. Rejects when a collector fails. */
   metricsText(): Promise<string>;
 }
@@ -387,6 +403,32 @@ export function createMetrics(options: MetricsOptions): Metrics {
     help: "Requests that met a broken invariant or a bug inside the proxy; their connection was reset.",
     registers,
   });
+  // SPEC §11: which application uses which key, and when each key was last used (an alert asks
+  // whether a key unused for 30 days should be revoked). The timestamp is kept per key here and
+  // set at scrape time, like key_age_seconds: one Date.now() per request, no gauge call.
+  const keyRequests = new Counter({
+    name: `${p}key_requests_total`,
+    help: "Requests forwarded to the MythIQ API, by the key sent and the client that sent it.",
+    labelNames: ["key", "client"] as const,
+    registers,
+  });
+  const lastUsed = new Map<string, number>();
+  new Gauge({
+    name: `${p}key_last_used_timestamp_seconds`,
+    help: "Unix time the key was last sent to the MythIQ API by this replica; absent until its first use since start.",
+    labelNames: ["key"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, at] of lastUsed) this.set({ key }, at / 1000);
+    },
+  });
+  const spansDropped = new Counter({
+    name: `${p}trace_spans_dropped_total`,
+    help: "Spans the tracing exporter dropped, by reason: queue_full (the collector is slower than the traffic), export_failed (the collector did not take them).",
+    labelNames: ["reason"] as const,
+    registers,
+  });
   const buildInfo = new Gauge({
     name: `${p}build_info`,
     help: "Version of the proxy and of Node.js. Always 1.",
@@ -401,6 +443,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   configReloads.inc({ result: "applied" }, 0);
   configReloads.inc({ result: "rejected" }, 0);
   internalErrors.inc(0);
+  for (const reason of SPAN_DROP_REASONS) spansDropped.inc({ reason }, 0);
 
   const requestSeries = counterCache(requests, ["client", "route", "model", "status"]);
   const durationSeries = seriesCache(
@@ -419,6 +462,9 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const costSeries = counterCache(costCounter, ["client", "model"]);
   const keyRefreshSeries = counterCache(keyRefresh, ["key", "source", "result"]);
   const keyRotationSeries = counterCache(keyRotations, ["key"]);
+  const keyRequestSeries = counterCache(keyRequests, ["key", "client"]);
+  /** Key → client → its `key_requests_total` child, for the pairs the config makes (no lookup string built per request). */
+  let keyRequestChildren = new Map<string, Map<string, ReturnType<typeof keyRequests.labels>>>();
   const caches = [
     requestSeries,
     durationSeries,
@@ -429,6 +475,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     costSeries,
     keyRefreshSeries,
     keyRotationSeries,
+    keyRequestSeries,
   ];
 
   // Key refresh series start at 0 for every configured key, so `increase()` sees the first failure
@@ -448,6 +495,22 @@ export function createMetrics(options: MetricsOptions): Metrics {
   };
   initKeySeries();
 
+  // Series for exactly the configured (key, client) pairs, at 0 until used: the dashboard lists a
+  // configured pair that is never used, and a client moved to another key leaves no series behind.
+  const initKeyRequestSeries = (): void => {
+    const pairs = bounds.sets.keyClients ?? [];
+    const wanted = new Set(pairs.map((k) => `${k.key}\0${k.client}`));
+    keyRequestSeries.pruneWhere((labels) => !wanted.has(`${labels.key}\0${labels.client}`));
+    keyRequestChildren = new Map(bounds.sets.keys.map((key) => [key, new Map<string, ReturnType<typeof keyRequests.labels>>()]));
+    for (const { key, client } of pairs) {
+      const child = keyRequestSeries.get(`${key}\0${client}`, () => ({ key, client }));
+      child.inc(0);
+      keyRequestChildren.get(key)?.set(client, child);
+    }
+    for (const key of lastUsed.keys()) if (!bounds.hasKey(key)) lastUsed.delete(key);
+  };
+  initKeyRequestSeries();
+
   let configHash: string | undefined;
 
   return {
@@ -459,6 +522,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       for (const cache of caches) cache.prune(bounds);
       for (const client of spentToday.keys()) if (!bounds.allows("client", client)) spentToday.delete(client);
       initKeySeries();
+      initKeyRequestSeries();
       for (const [key, state] of held) {
         if (!bounds.hasKey(key)) {
           keyInfo.remove(state.labels);
@@ -479,6 +543,14 @@ export function createMetrics(options: MetricsOptions): Metrics {
       if (bytesIn !== undefined) requestBytesSeries.get(client, () => ({ client })).inc(bytesIn);
       const bytesOut = amount(facts.bytesOut);
       if (bytesOut !== undefined) responseBytesSeries.get(client, () => ({ client })).inc(bytesOut);
+      if (facts.key !== undefined) {
+        // Configured keys only; the counter for the pairs the config makes.
+        const children = keyRequestChildren.get(facts.key);
+        if (children !== undefined) {
+          lastUsed.set(facts.key, now());
+          children.get(client)?.inc();
+        }
+      }
     },
 
     upstreamDuration(template, seconds) {
@@ -551,6 +623,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
     internalError() {
       internalErrors.inc();
+    },
+
+    traceSpansDropped(reason, count) {
+      const value = amount(count);
+      if (value === undefined || value === 0) return;
+      spansDropped.inc({ reason: SPAN_DROP_REASONS.includes(reason) ? reason : OTHER }, value);
     },
 
     metricsText: () => registry.metrics(),

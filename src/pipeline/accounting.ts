@@ -1,13 +1,14 @@
 /**
  * Request accounting, written once for every request however it ended (answered, refused by a
- * check or by the listener, cut, or failed): the limits' cleanups, the metrics of SPEC §7 and one
- * audit line.
+ * check or by the listener, cut, or failed): the limits' cleanups, the metrics of SPEC §7 and §11,
+ * the end of the request's server span when tracing is on, and one audit line.
  */
 import type { Reason } from "../errors.ts";
 import type { HeldKey } from "../keys/types.ts";
 import { writeAudit } from "../observe/audit.ts";
 import { errorFields, type Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
+import type { RequestTrace } from "../observe/tracing/types.ts";
 import { normalizeIp } from "../rules/ip.ts";
 import type { Ending } from "./pipeline.ts";
 import type { RequestContext, RequestHead, RequestOutcome } from "./types.ts";
@@ -57,6 +58,18 @@ function factsOf(ending: Ending): Facts {
   }
 }
 
+/**
+ * The check named in the audit line and the span (SPEC §11): the pipeline step that refused; for a
+ * reply the forwarder made itself, `body` (a streamed body passed max_body), `target` (a query that
+ * cannot be sent) or `upstream` (MythIQ's answer, or its absence: the `upstream_*` reasons).
+ */
+function checkOf(ending: Ending): string | undefined {
+  if (ending.kind === "refused") return ending.check;
+  if (ending.kind !== "forwarded" || ending.result.reason === undefined) return undefined;
+  const reason = ending.result.reason;
+  return reason === "body_too_large" ? "body" : reason === "invalid_path" ? "target" : "upstream";
+}
+
 const NOTHING: Facts = Object.freeze({
   status: 0,
   reason: undefined,
@@ -75,7 +88,13 @@ const NOTHING: Facts = Object.freeze({
  */
 export function accountRequest(
   deps: AccountingDeps,
-  request: { readonly id: string; readonly head: RequestHead; readonly ctx: RequestContext | undefined; readonly cleanups: RequestContext["cleanups"] },
+  request: {
+    readonly id: string;
+    readonly head: RequestHead;
+    readonly ctx: RequestContext | undefined;
+    readonly cleanups: RequestContext["cleanups"];
+    readonly trace?: RequestTrace | undefined;
+  },
   ending: Ending,
   durationMs: number,
 ): void {
@@ -94,6 +113,8 @@ export function accountRequest(
     }
   }
 
+  const check = checkOf(ending);
+  const traceId = request.trace?.finish(ctx, { status: facts.status, reason: facts.reason, check, key: facts.key, failed: ending.kind === "failed" });
   if (ending.kind === "refused") metrics.denied(ctx?.client?.id, ending.deny.reason);
   if (facts.upstreamMs !== undefined) metrics.upstreamDuration(ctx?.route, facts.upstreamMs / 1000);
   metrics.requestFinished({
@@ -104,6 +125,7 @@ export function accountRequest(
     durationSeconds: durationMs / 1000,
     bytesIn: facts.bytesIn,
     bytesOut: facts.bytesOut,
+    key: facts.key?.name,
   });
   const { head } = request;
   writeAudit(logger, deps.audit, {
@@ -116,6 +138,8 @@ export function accountRequest(
     upstreamMs: facts.upstreamMs,
     bytesIn: facts.bytesIn,
     bytesOut: facts.bytesOut,
+    check,
+    traceId,
   });
   if (ending.kind === "refused" && ending.deny.detail !== undefined) {
     logger.debug("request refused", { request_id: request.id, reason: ending.deny.reason, check: ending.check, detail: ending.deny.detail });

@@ -12,6 +12,7 @@ import type { Metrics } from "../observe/metrics.ts";
 import type { CompiledConfig } from "./compile.ts";
 import { requestHasBody, type Exchange } from "./pipeline.ts";
 import { serveRequest, type ServeDeps } from "./serve.ts";
+import { compileTraceTrust } from "./trace-trust.ts";
 import { deny, InvariantError, type Deny, type RequestHead } from "./types.ts";
 
 export interface ListenHandlerDeps extends ServeDeps {
@@ -40,6 +41,7 @@ function requestHead(req: IncomingMessage): RequestHead {
  * sent `Expect: 100-continue` and waits (the pipeline sends it only once every check passed).
  */
 export function createRequestHandler(compiled: CompiledConfig, deps: ListenHandlerDeps) {
+  const trust = compileTraceTrust(compiled.config);
   const closed = (): Deny | undefined => {
     if (deps.draining()) return deny("draining", undefined, 1);
     const shedFor = deps.overloaded?.();
@@ -53,11 +55,15 @@ export function createRequestHandler(compiled: CompiledConfig, deps: ListenHandl
     // after `Expect`): closing the connection is cheaper and safer than draining them.
     const closeOnRefusal = expectsContinue || requestHasBody(req.headers);
     const withId = (headers: Readonly<Record<string, string>>): Record<string, string> => ({ "x-request-id": id, ...headers });
+    const head = requestHead(req);
+    // Tracing off: no tracer, no trace, and each hook below is one `undefined` check.
+    const trace = deps.tracer?.()?.begin(id, head, trust);
     const exchange: Exchange = {
       id,
-      head: requestHead(req),
+      head,
       cleanups: [],
       ctx: undefined,
+      trace,
       closed,
       reply: (verdict, headers) => sendDeny(res, verdict, { headers: withId(headers), close: closeOnRefusal }),
       answerPreflight(headers) {
@@ -75,7 +81,7 @@ export function createRequestHandler(compiled: CompiledConfig, deps: ListenHandl
       async forward(caller, key, body, headers, plan) {
         deps.metrics.inflight(caller.client.id, 1);
         try {
-          return await compiled.forwarder.forward({ ctx: caller, req, res, keyName: caller.client.key, key, body, responseHeaders: withId(headers), responsePlan: plan });
+          return await compiled.forwarder.forward({ ctx: caller, req, res, keyName: caller.client.key, key, body, responseHeaders: withId(headers), responsePlan: plan, trace });
         } finally {
           deps.metrics.inflight(caller.client.id, -1);
         }
@@ -90,6 +96,8 @@ export function createRequestHandler(compiled: CompiledConfig, deps: ListenHandl
   };
 }
 
+const NO_TRUST = (): boolean => false;
+
 function notForRefusals(): never {
   throw new InvariantError("a listener refusal went past step 1 of the pipeline");
 }
@@ -99,12 +107,15 @@ function notForRefusals(): never {
  * `Expect`): it enters the pipeline already refused, so it is counted and audited like any other.
  */
 export function serveListenerRefusal(compiled: CompiledConfig, refusal: ListenerRefusal, deps: ServeDeps): Promise<void> {
+  const head: RequestHead = { httpVersionMajor: 1, httpVersionMinor: 1, headers: {}, rawHeaders: [], socketAddress: refusal.ip };
   const exchange: Exchange = {
     id: refusal.id,
-    head: { httpVersionMajor: 1, httpVersionMinor: 1, headers: {}, rawHeaders: [], socketAddress: refusal.ip },
+    head,
     refused: deny(refusal.reason, refusal.detail),
     cleanups: [],
     ctx: undefined,
+    // No request exists, so there is no caller context to continue: a new trace.
+    trace: deps.tracer?.()?.begin(refusal.id, head, NO_TRUST),
     closed: () => undefined,
     reply: (verdict) => refusal.reply(verdict),
     answerPreflight: notForRefusals,

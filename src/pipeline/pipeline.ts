@@ -12,6 +12,7 @@ import { ERRORS } from "../errors.ts";
 import { checkFraming } from "../http/framing.ts";
 import { parseTarget } from "../http/target.ts";
 import type { HeldKey } from "../keys/types.ts";
+import type { RequestTrace } from "../observe/tracing/types.ts";
 import { NO_BODY } from "../proxy/body-source.ts";
 import type { ForwardBody, ForwardResult } from "../proxy/forward.ts";
 import type { ResponsePlan } from "../proxy/response-plan.ts";
@@ -38,6 +39,8 @@ export interface Exchange {
   readonly cleanups: RequestContext["cleanups"];
   /** Set by the pipeline as soon as the context exists, so a failure after that is still accounted with what was known. */
   ctx: RequestContext | undefined;
+  /** The request's trace while tracing is on (SPEC §11): spans are the exchange's and the accounting's business, never the pipeline's. */
+  readonly trace?: RequestTrace | undefined;
   /** A proxy that will not serve now (draining, shedding load) says why; undefined to go on. */
   closed(): Deny | undefined;
   /** Sends SPEC §5's JSON for `verdict` with `headers`; returns the body's size in bytes. */

@@ -7,6 +7,7 @@
  */
 import { errorFields, type Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
+import type { RequestTracer } from "../observe/tracing/types.ts";
 import { accountRequest } from "./accounting.ts";
 import type { CompiledConfig } from "./compile.ts";
 import { runPipeline, type Ending, type Exchange } from "./pipeline.ts";
@@ -16,6 +17,8 @@ export interface ServeDeps {
   readonly logger: Logger;
   /** Monotonic milliseconds. */
   readonly now: () => number;
+  /** The tracer in force; undefined (or returning undefined) while tracing is off. */
+  readonly tracer?: () => RequestTracer | undefined;
 }
 
 /** Never rejects. `startedAt` is the request's arrival on `deps.now`'s clock. */

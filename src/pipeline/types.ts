@@ -95,7 +95,7 @@ export interface RequestContext {
   subject: string | undefined;
   /** The matched route template from the config, e.g. `GET /v1/models/{id}`. */
   route: string | undefined;
-  /** The model named in the body, once checked. */
+  /** The model named in the body, once checked; on a `model_not_allowed` refusal, the model refused. */
   model: string | undefined;
   /** How many images the body asks for (`n`), once checked; 1 when not given or not checked. */
   imageCount: number;

@@ -28,6 +28,7 @@ import { ERRORS, type Reason } from "../errors.ts";
 import { sendDeny } from "../http/reply.ts";
 import type { HeldKey } from "../keys/types.ts";
 import type { Logger } from "../observe/log.ts";
+import type { AttemptSpan, RequestTrace } from "../observe/tracing/types.ts";
 import { type RequestContext, deny } from "../pipeline/types.ts";
 import { createUpstreamAgent, parseUpstream } from "./agent.ts";
 import { createBodyLimiter, heldSource, NO_BODY } from "./body-source.ts";
@@ -60,6 +61,8 @@ export interface ForwardInput {
   readonly responseHeaders: Readonly<Record<string, string>>;
   /** A 2xx the pipeline sees before the client (ownership, response-plan.ts); undefined: streamed as it comes. */
   readonly responsePlan?: ResponsePlan | undefined;
+  /** The request's trace while tracing is on: a client span per attempt, its traceparent sent upstream. */
+  readonly trace?: RequestTrace | undefined;
 }
 
 export interface ForwardResult {
@@ -191,6 +194,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       const startedAt = now();
       const needle = Buffer.from(key.value, "utf8");
       const target = upstreamTarget(endpoint.basePath, ctx.path, ctx.query);
+      // Tracing on: this attempt's client span (the URL without its query: a query value is never recorded).
+      const span: AttemptSpan | undefined = input.trace?.attempt(ctx, {
+        method: ctx.method,
+        url: `${endpoint.protocol}//${endpoint.host}${endpoint.basePath}${ctx.path}`,
+        key: { name: key.name, fingerprint: key.fingerprint },
+      });
 
       let phase: "waiting" | "responding" | "done" = "waiting";
       let proxyReq: ClientRequest | undefined;
@@ -232,6 +241,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         clearTimeout(idleTimer);
         res.off("close", onClientClose);
         if (!requestSent) stopUpstream();
+        span?.end(attempt.kind === "final" ? { upstreamStatus: attempt.result.upstreamStatus, reason: attempt.result.reason } : { upstreamStatus: 401, reason: undefined });
         resolve(attempt);
         return true;
       };
@@ -571,6 +581,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           replyLocal(reason);
         }),
       };
+
+      span?.inject(hooks.headers);
 
       if (!isSendableTarget(target)) {
         replyLocal("invalid_path");

@@ -149,7 +149,8 @@ function noteUncheckedBody(ctx: CallerContext, body: Buffer): void {
  *   an integer 1–1000 (`invalid_json`); without `models`, a `model` over 256 characters is
  *   `invalid_json` (it would only bloat the audit log); then the field policies of the client on
  *   this route (field-policy.ts: `field_not_allowed`, `field_required`, also for a POST/PUT/PATCH
- *   without a body when a field is required). Sets `ctx.model` and `ctx.imageCount`.
+ *   without a body when a field is required). Sets `ctx.model` and `ctx.imageCount`;
+ *   a `model_not_allowed` refusal sets `ctx.model` to the model refused.
  *
  * Other clients: bodies up to `REPLAYABLE_BODY_LIMIT` with a `Content-Length` are held (so a 401
  * retry can replay them), larger or chunked ones stream; nothing is refused, but a held JSON body
@@ -195,7 +196,11 @@ export function createBodyPolicy(clients: readonly ClientConfig[] = []): BodyPol
       const { model, imageCount } = read.facts;
       if (client.models !== undefined) {
         if (model === undefined) return deny("model_required", "body names no model");
-        if (!client.models.includes(model)) return deny("model_not_allowed", "model not in the client's models");
+        if (!client.models.includes(model)) {
+          // The refusal names the model that was asked for (SPEC §11; the audit line cuts it).
+          ctx.model = model;
+          return deny("model_not_allowed", "model not in the client's models");
+        }
       } else if (model !== undefined && model.length > MAX_MODEL_LENGTH) {
         return deny("invalid_json", `model longer than ${MAX_MODEL_LENGTH} characters`);
       }

@@ -29,7 +29,7 @@ t.test("an invalid file: exit 78, every problem then every warning on stderr", a
   t.equal(EXIT_BAD_CONFIG, 78);
   t.equal(out.stdout, "");
   const lines = out.stderr.trimEnd().split("\n");
-  t.equal(lines.length, 7);
+  t.equal(lines.length, 8);
   t.match(lines[0], new RegExp(`^${file}:25:15: clients\\[0\\]\\.max_body: `));
   for (const w of lines.slice(1)) t.match(w, new RegExp(`^${file}:\\d+:\\d+: warning: `));
 });

@@ -42,6 +42,7 @@ t.test("secrets pasted into the config never appear in the messages", async (t) 
     ["jwt-secret-asymmetric", ["my-inline-hmac-secret"]],
     ["url-parts", ["hunter2"]],
     ["many-problems", ["my-raw-token-value"]],
+    ["tracing", ["inline-otlp-api-key-do-not-print"]],
   ];
   for (const [name, secrets] of cases) {
     const text = readFileSync(join(dir, `${name}.expected`), "utf8");

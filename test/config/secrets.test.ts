@@ -151,3 +151,26 @@ t.test("checkSecretRefs ignores the redis reference while store is memory", asyn
   const problems = checkSecretRefs(result, { ROLE_ID: "a", VAULT_TOKEN: "b", JWT_SECRET: "c" });
   t.strictSame(problems.map((p) => p.message), [`keys.approle.vault.auth.secret_id: file SECRET_ID_FILE cannot be read (ENOENT)`]);
 });
+
+t.test("checkSecretRefs: tracing header references are checked at start-up like the others", async (t) => {
+  const text = `keys:
+  default: { source: env, env: MYTHIQ_API_KEY }
+clients:
+  - id: web
+    auth: { anonymous: true }
+    networks: [127.0.0.1]
+    routes: ["GET /v1/models"]
+tracing:
+  endpoint: https://otlp.example.com/v1/traces
+  headers:
+    x-api-key: {env: OTLP_KEY}
+    x-tenant: {file: /nonexistent/tenant}
+`;
+  const result = parseConfig(text, "tracing.yaml");
+  t.ok(result.ok);
+  if (!result.ok) return;
+  t.strictSame(checkSecretRefs(result, {}).map(formatProblem), [
+    'tracing.yaml:11:22: tracing.headers["x-api-key"]: environment variable OTLP_KEY is not set',
+    'tracing.yaml:12:22: tracing.headers["x-tenant"]: file /nonexistent/tenant cannot be read (ENOENT)',
+  ]);
+});

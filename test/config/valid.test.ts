@@ -327,6 +327,58 @@ t.test("limits.redis: Sentinel and Cluster forms, with ACL user, secret password
   t.ok(plainTcp.ok && plainTcp.config.limits.redis?.tls === undefined, "tls: false is no TLS");
 });
 
+t.test("tracing: defaults, the three trust_incoming forms, header secrets as references", async (t) => {
+  const base = readFileSync(join(valid, "minimal.yaml"), "utf8");
+  const parsed = (tracing: string) => {
+    const result = parseConfig(`${base}trusted_proxies: [10.0.0.0/8]\ntracing: ${tracing}\n`, "t.yaml");
+    if (!result.ok) throw new Error(result.problems.map((p) => p.message).join("\n"));
+    return result;
+  };
+  const minimal = parsed("{ endpoint: http://collector:4318/v1/traces }");
+  t.strictSame(plain(minimal.config.tracing), {
+    endpoint: "http://collector:4318/v1/traces",
+    headers: {},
+    service_name: "mythiq-proxy",
+    sample_ratio: 1,
+    trust_incoming: false,
+  });
+  t.strictSame(minimal.warnings, [], "http:// without headers is fine (an in-cluster collector)");
+  t.equal(parsed("{ endpoint: https://c.example/v1/traces, trust_incoming: trusted_proxies }").config.tracing?.trust_incoming, "trusted_proxies");
+  t.strictSame(plain(parsed("{ endpoint: https://c.example/v1/traces, trust_incoming: [web] }").config.tracing?.trust_incoming), ["web"]);
+  const full = parsed("{ endpoint: https://c.example/v1/traces, headers: { x-api-key: {env: OTLP_KEY} }, service_name: proxy-eu, sample_ratio: 0.25 }");
+  t.strictSame(plain(full.config.tracing?.headers), { "x-api-key": { env: "OTLP_KEY" } });
+  t.equal(full.config.tracing?.sample_ratio, 0.25);
+  t.equal(full.config.tracing?.service_name, "proxy-eu");
+
+  const noProxies = parseConfig(`${base}tracing: { endpoint: https://c.example/v1/traces, trust_incoming: trusted_proxies }\n`, "t.yaml");
+  t.ok(noProxies.ok);
+  t.match(noProxies.warnings.map((w) => w.message), [/tracing\.trust_incoming: trusted_proxies is empty, so no caller's trace is continued/]);
+});
+
+t.test("a key that no client uses is a warning at its name", async (t) => {
+  const text = [
+    "keys:",
+    "  default: { source: env, env: K }",
+    "  old: { source: env, env: OLD }",
+    "  other: { source: env, env: OTHER }",
+    "clients:",
+    "  - id: web",
+    "    auth: { tokens: [\"sha256:" + "0".repeat(64) + "\"] }",
+    "    routes: [GET /v1/models]",
+    "  - id: batch",
+    "    key: other",
+    "    auth: { tokens: [\"sha256:" + "1".repeat(64) + "\"] }",
+    "    routes: [GET /v1/models]",
+    "",
+  ].join("\n");
+  const result = parseConfig(text, "k.yaml");
+  t.ok(result.ok, "a warning, not an error");
+  t.strictSame(
+    result.warnings.map((w) => `${w.line}:${w.col}: ${w.message}`),
+    ['3:3: keys.old: no client uses key "old": if no application needs it any more, remove it here and revoke it at MythIQ'],
+  );
+});
+
 t.test("hash: first 12 hex of sha256 of the file bytes", async (t) => {
   const file = join(valid, "minimal.yaml");
   const result = await loadConfigFile(file);
@@ -415,7 +467,7 @@ t.test("config/reference.yaml mentions every key the schema knows", async (t) =>
     "tls", "server_name", "prefix", "on_store_error", "auth_failures", "server", "headers_timeout", "request_timeout",
     "keep_alive_timeout", "max_connections", "max_header_count", "drain_timeout", "audit", "enabled",
     "include_subject", "fields", "allowed", "required", "ownership", "owner", "ttl", "max_items", "create",
-    "use", "list", "param", "items", "count",
+    "use", "list", "param", "items", "count", "tracing", "headers", "service_name", "sample_ratio", "trust_incoming",
   ];
   for (const k of keys) t.match(text, new RegExp(`(^|[\\s{,])${k}:`, "m"), k);
 });

@@ -37,7 +37,7 @@ const WRONG_TOKENS = ["tok-wrong-aaaaaaaaaaaaaaaa", "sk-guess-bbbbbbbbbbbbbbbbbb
 const SECRETS = [TEST_KEY, VAULT_KEY_1, VAULT_KEY_2, TOKEN, BATCH_TOKEN, VAULT_TOKEN, JWT, ...JWT.split("."), CSRF, CALLER_API_KEY, PROXY_AUTH.slice(6), QUERY_SECRET, ...WRONG_TOKENS];
 const SECRET_PIECES = SECRETS.flatMap((s) => [s, s.slice(0, Math.ceil(s.length / 2)), s.slice(Math.floor(s.length / 2))]);
 
-const AUDIT_FIELDS = ["time", "request_id", "client", "subject", "ip", "origin", "method", "route", "path", "model", "status", "reason", "key", "key_fingerprint", "duration_ms", "upstream_ms", "bytes_in", "bytes_out"];
+const AUDIT_FIELDS = ["time", "request_id", "client", "subject", "ip", "origin", "method", "route", "path", "model", "status", "reason", "key", "key_fingerprint", "duration_ms", "upstream_ms", "bytes_in", "bytes_out", "check"];
 
 function yaml(upstreamUrl: string, extraRoute = ""): string {
   return `
@@ -369,13 +369,22 @@ void t.test("key, config and build series", async (t) => {
   t.equal(valueOf(s, "mythiq_proxy_config_reloads_total", { result: "rejected" }), 1);
   t.same(find(s, "mythiq_proxy_config_info").map((x) => x.labels["hash"]), [proxy.proxy.compiled().hash], "only the config in force");
   t.equal(valueOf(s, "mythiq_proxy_build_info", { version: VERSION, node: process.version }), 1);
+  // SPEC §11: which application used which key, and when each key was last used.
+  t.ok((valueOf(s, "mythiq_proxy_key_requests_total", { key: "default", client: "web" }) ?? 0) > 0, "web used the default key");
+  t.ok((valueOf(s, "mythiq_proxy_key_requests_total", { key: "vaulted", client: "batch" }) ?? 0) > 0, "batch used the vaulted key");
+  t.equal(find(s, "mythiq_proxy_key_requests_total", { key: "vaulted", client: "web" }).length, 0, "no series for a pair the config does not make");
+  const sentWithKey = proxy.logs.filter((l) => !("msg" in l) && l["key_fingerprint"] !== null).length;
+  t.equal(find(s, "mythiq_proxy_key_requests_total").reduce((n, x) => n + x.value, 0), sentWithKey, "one per audit line whose request was sent with a key");
+  const lastUsed = valueOf(s, "mythiq_proxy_key_last_used_timestamp_seconds", { key: "default" }) ?? 0;
+  t.ok(Math.abs(lastUsed - Date.now() / 1000) < 120, "the default key was used just now");
+  t.equal(valueOf(s, "mythiq_proxy_trace_spans_dropped_total", { reason: "export_failed" }), 0, "tracing off: nothing dropped");
 });
 
 void t.test("one audit line per request, with SPEC's fields, matching what the caller saw", (t) => {
   const audits = proxy.logs.filter((l) => !("msg" in l));
   const events = proxy.logs.filter((l) => "msg" in l);
   t.equal(audits.length + events.length, proxy.logs.length);
-  for (const a of audits) t.same(Object.keys(a), AUDIT_FIELDS, "exactly SPEC's fields, in SPEC's order");
+  for (const a of audits) t.same(Object.keys(a), AUDIT_FIELDS, "exactly SPEC's fields, in SPEC's order, then check (no trace_id: tracing is off)");
   const handled = seen.filter((x) => x.id !== undefined);
   t.equal(audits.length, handled.length, "one audit line per request the handler answered");
   const byId = new Map(audits.map((a) => [a["request_id"] as string, a]));
@@ -388,6 +397,8 @@ void t.test("one audit line per request, with SPEC's fields, matching what the c
     }
     t.equal(a["status"], x.status, `${x.label}: status`);
     t.equal(a["reason"], x.reason ?? null, `${x.label}: reason`);
+    if (a["reason"] === null) t.equal(a["check"], null, `${x.label}: no check without a refusal`);
+    else t.type(a["check"], "string", `${x.label}: a refusal names its check`);
     t.match(a["time"], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     t.ok(typeof a["duration_ms"] === "number" && (a["duration_ms"]) >= 0, `${x.label}: duration_ms`);
     t.equal(a["subject"], null, "no session, no subject");
@@ -419,9 +430,9 @@ void t.test("one audit line per request, with SPEC's fields, matching what the c
   t.equal(byId.get(handled.find((x) => x.label === "generate (vault key)")!.id!)!["key_fingerprint"], fingerprint(VAULT_KEY_1));
   t.equal(byId.get(handled.find((x) => x.label === "generate (rotated key)")!.id!)!["key_fingerprint"], fingerprint(VAULT_KEY_2), "the audit names the key actually sent");
   t.match(byId.get(handled.find((x) => x.label === "anonymous")!.id!)!, { client: "local", origin: "http://localhost:3000", ip: "127.0.0.1" });
-  t.match(byId.get(handled.find((x) => x.label === "route")!.id!)!, { client: "web", key: "default", key_fingerprint: null, upstream_ms: null, route: null });
-  t.match(byId.get(handled.find((x) => x.label === "wrong token")!.id!)!, { client: null, key: null, key_fingerprint: null });
-  t.match(byId.get(handled.find((x) => x.label === "trace")!.id!)!, { client: null, method: "TRACE", path: "/v1/models", status: 405 });
+  t.match(byId.get(handled.find((x) => x.label === "route")!.id!)!, { client: "web", key: "default", key_fingerprint: null, upstream_ms: null, route: null, check: "route" });
+  t.match(byId.get(handled.find((x) => x.label === "wrong token")!.id!)!, { client: null, key: null, key_fingerprint: null, check: "identity" });
+  t.match(byId.get(handled.find((x) => x.label === "trace")!.id!)!, { client: null, method: "TRACE", path: "/v1/models", status: 405, check: "framing" });
   t.match(byId.get(handled.find((x) => x.label === "generations with a query")!.id!)!, { path: "/v1/generations", route: "GET /v1/generations" });
   t.end();
 });

@@ -78,7 +78,7 @@ export function allowedFromConfig(
     route: among([...sets.routes, "other"]),
     model: among([...sets.models, "other"]),
     status: (value) => STATUS.test(value) || value === "other",
-    reason: among([...REASONS, "other"]),
+    reason: among([...REASONS, "other", "queue_full", "export_failed"]),
     key: among(sets.keys),
     source: among(["env", "file", "vault", "aws"]),
     result: among(["changed", "unchanged", "failed", "applied", "rejected", "allowed", "refused"]),

@@ -95,6 +95,8 @@ export interface TestProxyOptions {
   readonly watch?: StartOptions["watch"];
   readonly overload?: StartOptions["overload"];
   readonly validateTimeoutMs?: number;
+  /** The tracer factory (tests shorten the OpenTelemetry tracer's batching). */
+  readonly tracer?: StartOptions["tracer"];
 }
 
 export async function startTestProxy(options: TestProxyOptions): Promise<TestProxy> {
@@ -125,6 +127,7 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
       ...(options.watch === undefined ? {} : { watch: options.watch }),
       ...(options.overload === undefined ? {} : { overload: options.overload }),
       ...(options.validateTimeoutMs === undefined ? {} : { validateTimeoutMs: options.validateTimeoutMs }),
+      ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import t from "tap";
 import type { ClientConfig } from "../../src/config/types.ts";
-import { AUDIT_VALUE_MAX, TRUNCATED, auditRecord, bounded, pathForLog, writeAudit, type AuditInput } from "../../src/observe/audit.ts";
+import { AUDIT_MODEL_MAX, AUDIT_VALUE_MAX, TRUNCATED, auditRecord, bounded, pathForLog, writeAudit, type AuditInput } from "../../src/observe/audit.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import type { RequestContext } from "../../src/pipeline/types.ts";
 
@@ -69,11 +69,11 @@ function input(over: Partial<AuditInput> = {}): AuditInput {
   };
 }
 
-void t.test("every SPEC field, in SPEC's order", (t) => {
+void t.test("every SPEC field, in SPEC's order, then SPEC §11's check", (t) => {
   const record = auditRecord(input());
   t.same(Object.keys(record), [
     "time", "request_id", "client", "subject", "ip", "origin", "method", "route", "path", "model",
-    "status", "reason", "key", "key_fingerprint", "duration_ms", "upstream_ms", "bytes_in", "bytes_out",
+    "status", "reason", "key", "key_fingerprint", "duration_ms", "upstream_ms", "bytes_in", "bytes_out", "check",
   ]);
   t.same(record, {
     time: "2026-05-01T12:00:00.000Z",
@@ -94,7 +94,18 @@ void t.test("every SPEC field, in SPEC's order", (t) => {
     upstream_ms: 1200.1,
     bytes_in: 120,
     bytes_out: 4096,
+    check: null,
   });
+  t.end();
+});
+
+void t.test("trace_id only when tracing is on; check names the check that refused", (t) => {
+  t.notOk("trace_id" in auditRecord(input()), "no field at all without a trace");
+  const traced = auditRecord(input({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736" }));
+  t.equal(traced.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  t.equal(Object.keys(traced).at(-1), "trace_id", "after every other field");
+  const refused = auditRecord(input({ status: 429, reason: "rate_limited", check: "rate_limit", key: undefined }));
+  t.equal(refused.check, "rate_limit");
   t.end();
 });
 
@@ -145,11 +156,14 @@ void t.test("values from the caller are bounded with a marker", (t) => {
   const record = auditRecord(
     input({ ctx: context({ path: long, origin: "https://" + "o".repeat(5_000), model: "m".repeat(5_000), subject: "s".repeat(5_000) }) }),
   );
-  for (const field of ["path", "origin", "model", "subject"] as const) {
+  for (const field of ["path", "origin", "subject"] as const) {
     const value = record[field]!;
     t.equal(value.length, AUDIT_VALUE_MAX + TRUNCATED.length, `${field} bounded`);
     t.ok(value.endsWith(TRUNCATED), `${field} marked`);
   }
+  t.equal(record.model?.length, AUDIT_MODEL_MAX, "the model: at most 128 characters, marker included (SPEC §11)");
+  t.ok(record.model?.endsWith(TRUNCATED), "model marked");
+  t.equal(auditRecord(input({ ctx: context({ model: "m".repeat(AUDIT_MODEL_MAX) }) })).model, "m".repeat(AUDIT_MODEL_MAX), "128 characters are kept whole");
   t.ok(JSON.stringify(record).length < 4_000, "the whole line stays small");
   const emoji = "x".repeat(AUDIT_VALUE_MAX - 1) + "😀";
   t.equal(bounded(emoji), "x".repeat(AUDIT_VALUE_MAX - 1) + TRUNCATED, "a surrogate pair is never split");

@@ -137,5 +137,10 @@ void t.test("the panels the issue asks for are there", (t) => {
   has("key age", /mythiq_proxy_key_age_seconds/);
   has("key rotations", /increase\(mythiq_proxy_key_rotations_total/);
   has("keys in use", /mythiq_proxy_key_info/);
+  // SPEC §11 / issue 17: which applications use each key, and when each key was last used.
+  has("requests by key and application", /sum by \(key, client\) \(increase\(mythiq_proxy_key_requests_total/);
+  has("last use of each key", /time\(\) - max by \(key\) \(max_over_time\(mythiq_proxy_key_last_used_timestamp_seconds/);
+  has("tracing spans dropped", /sum by \(reason\) \(increase\(mythiq_proxy_trace_spans_dropped_total/);
+  t.ok(panels.some((p) => p.type === "row" && p.title === "Key usage: which applications use each key"), "a row for it");
   t.end();
 });

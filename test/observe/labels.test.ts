@@ -24,8 +24,8 @@ void t.test("labelSetsFromConfig collects clients, routes, models (allowlists an
       production: { source: "vault", refresh: { interval: 60_000, timeout: 5000, max_stale: 3_600_000 } },
     },
     clients: [
-      { id: "web-app", routes: ["GET /v1/models", "GET /v1/generations?limit&after"], models: ["stability/sdxl"], budget: { daily_usd: 25 } },
-      { id: "batch", routes: ["GET /v1/models", "POST /v1/images/generations"] },
+      { id: "web-app", key: "production", routes: ["GET /v1/models", "GET /v1/generations?limit&after"], models: ["stability/sdxl"], budget: { daily_usd: 25 } },
+      { id: "batch", key: "default", routes: ["GET /v1/models", "POST /v1/images/generations"] },
     ],
     pricing: { "stability/sdxl": 0.004, "openai/dall-e-3": 0.04, default: 0.01 },
   } as unknown as ProxyConfig;
@@ -39,6 +39,10 @@ void t.test("labelSetsFromConfig collects clients, routes, models (allowlists an
       { key: "production", source: "vault", intervalSeconds: 60, maxStaleSeconds: 3600 },
     ],
     budgets: [{ client: "web-app", dailyUsd: 25 }],
+    keyClients: [
+      { key: "production", client: "web-app" },
+      { key: "default", client: "batch" },
+    ],
   });
   t.end();
 });
@@ -62,6 +66,18 @@ void t.test("compiled sets keep settings and budgets only for configured names a
   });
   t.same(b.sets.keySettings, [{ key: "k", source: "file", intervalSeconds: 30, maxStaleSeconds: 0 }]);
   t.same(b.sets.budgets, [{ client: "a", dailyUsd: 5 }]);
+  const pairs = compileLabelSets({
+    clients: ["a"],
+    routes: [],
+    models: [],
+    keys: ["k"],
+    keyClients: [
+      { key: "k", client: "a" },
+      { key: "ghost", client: "a" },
+      { key: "k", client: "nobody" },
+    ],
+  });
+  t.same(pairs.sets.keyClients, [{ key: "k", client: "a" }], "key/client pairs only of configured names");
   t.ok(Object.isFrozen(b.sets.keySettings) && Object.isFrozen(b.sets.keySettings?.[0]), "frozen");
   t.same(compileLabelSets({ clients: [], routes: [], models: [], keys: [] }).sets.budgets, [], "default none");
   t.end();

@@ -10,6 +10,10 @@ const SETS: LabelSets = {
   routes: ["GET /v1/models", "POST /v1/images/generations", "GET /v1/generations?limit&after"],
   models: ["stability/sdxl"],
   keys: ["default", "production"],
+  keyClients: [
+    { key: "production", client: "web-app" },
+    { key: "default", client: "batch" },
+  ],
 };
 
 function metricsWith(sets: LabelSets = SETS, now?: () => number): Metrics {
@@ -22,7 +26,8 @@ async function scrape(m: Metrics): Promise<Scrape> {
 
 /** One of each fact, so that every metric has at least one series. */
 function recordOneOfEach(m: Metrics): void {
-  m.requestFinished({ client: "web-app", route: "GET /v1/models", status: 200, durationSeconds: 0.02, bytesIn: 0, bytesOut: 512 });
+  m.requestFinished({ client: "web-app", route: "GET /v1/models", status: 200, durationSeconds: 0.02, bytesIn: 0, bytesOut: 512, key: "production" });
+  m.traceSpansDropped("export_failed", 2);
   m.upstreamDuration("GET /v1/models", 0.015);
   m.denied("web-app", "route_not_allowed");
   m.upstreamError("upstream_timeout");
@@ -53,6 +58,10 @@ const SPEC_METRICS: Record<string, [string, string[]]> = {
   config_reloads_total: ["counter", ["result"]],
   config_info: ["gauge", ["hash"]],
   build_info: ["gauge", ["version", "node"]],
+  // SPEC §11
+  key_requests_total: ["counter", ["key", "client"]],
+  key_last_used_timestamp_seconds: ["gauge", ["key"]],
+  trace_spans_dropped_total: ["counter", ["reason"]],
 };
 
 // Beyond SPEC (docs/observability.md): config numbers that alert rules compare with, and bugs met.
@@ -341,8 +350,8 @@ void t.test("histograms put observations in the right buckets", async (t) => {
 void t.test("recording a request costs a few microseconds", async (t) => {
   const m = metricsWith();
   const facts = [
-    { client: "web-app", route: "POST /v1/images/generations", model: "stability/sdxl", status: 200, durationSeconds: 3.2, bytesIn: 120, bytesOut: 40_000 },
-    { client: "batch", route: "GET /v1/models", status: 200, durationSeconds: 0.02, bytesIn: 0, bytesOut: 900 },
+    { client: "web-app", route: "POST /v1/images/generations", model: "stability/sdxl", status: 200, durationSeconds: 3.2, bytesIn: 120, bytesOut: 40_000, key: "production" },
+    { client: "batch", route: "GET /v1/models", status: 200, durationSeconds: 0.02, bytesIn: 0, bytesOut: 900, key: "default" },
     { client: "nobody", route: "GET /x", status: 401, durationSeconds: 0.001, bytesIn: 0, bytesOut: 90 },
   ];
   const run = (n: number) => {
@@ -358,10 +367,60 @@ void t.test("recording a request costs a few microseconds", async (t) => {
   const start = process.hrtime.bigint();
   run(n);
   const perRequestUs = Number(process.hrtime.bigint() - start) / n / 1000;
-  t.comment(`requestFinished + inflight ±1: ${perRequestUs.toFixed(2)} µs per request`);
+  t.comment(`requestFinished (key usage included) + inflight ±1: ${perRequestUs.toFixed(2)} µs per request`);
   t.ok(perRequestUs < 25, `${perRequestUs.toFixed(2)} µs < 25 µs (a loose bound; typically ~1 µs)`);
   const unknownCalls = Math.floor((10_000 + 1) / 3) + Math.floor((n + 1) / 3); // i % 3 === 2 in each run
   t.equal(valueOf(await scrape(m), "mythiq_proxy_requests_total", { client: "unknown" }), unknownCalls, "every call counted");
+});
+
+void t.test("key usage: requests per configured key and client, and when each key was last used", async (t) => {
+  let clock = 1_700_000_000_000;
+  const m = metricsWith(SETS, () => clock);
+  let s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_key_requests_total", { key: "production", client: "web-app" }), 0, "configured pairs start at 0");
+  t.equal(valueOf(s, "mythiq_proxy_key_requests_total", { key: "default", client: "batch" }), 0);
+  t.equal(find(s, "mythiq_proxy_key_requests_total").length, 2, "and only they exist");
+  t.equal(find(s, "mythiq_proxy_key_last_used_timestamp_seconds").length, 0, "no key used yet: no timestamp");
+
+  const base = { status: 200, durationSeconds: 0.1, bytesIn: 0, bytesOut: 0 };
+  m.requestFinished({ ...base, client: "web-app", key: "production" });
+  clock += 2_500;
+  m.requestFinished({ ...base, client: "web-app", key: "production" });
+  m.requestFinished({ ...base, client: "web-app", status: 403 }); // refused: no key sent
+  m.requestFinished({ ...base, client: "batch", key: "production" }); // not a configured pair (a reload moved it)
+  m.requestFinished({ ...base, client: "intruder", key: "production" });
+  m.requestFinished({ ...base, client: "batch", key: "sk-live-not-a-key-name" });
+  s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_key_requests_total", { key: "production", client: "web-app" }), 2);
+  t.equal(find(s, "mythiq_proxy_key_requests_total").length, 2, "no series beyond the configured pairs");
+  t.equal(valueOf(s, "mythiq_proxy_key_last_used_timestamp_seconds", { key: "production" }), (clock) / 1000, "the last use, in Unix seconds");
+  t.equal(find(s, "mythiq_proxy_key_last_used_timestamp_seconds").length, 1, "only configured keys that were used");
+  t.notOk((await m.metricsText()).includes("sk-live"), "a key value never becomes a label");
+
+  // A reload moves batch to production and drops the default key.
+  m.setLabelSets({ ...SETS, keys: ["production"], keyClients: [{ key: "production", client: "web-app" }, { key: "production", client: "batch" }] });
+  s = await scrape(m);
+  t.same(find(s, "mythiq_proxy_key_requests_total").map((x) => [x.labels["key"], x.labels["client"], x.value]).sort(), [
+    ["production", "batch", 0],
+    ["production", "web-app", 2],
+  ]);
+  t.equal(valueOf(s, "mythiq_proxy_key_last_used_timestamp_seconds", { key: "production" }), clock / 1000, "a kept key keeps its last use");
+});
+
+void t.test("trace_spans_dropped_total: both reasons at 0, counts added, bad numbers ignored", async (t) => {
+  const m = metricsWith();
+  let s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_trace_spans_dropped_total", { reason: "queue_full" }), 0);
+  t.equal(valueOf(s, "mythiq_proxy_trace_spans_dropped_total", { reason: "export_failed" }), 0);
+  m.traceSpansDropped("queue_full", 1);
+  m.traceSpansDropped("export_failed", 512);
+  m.traceSpansDropped("export_failed", Number.NaN);
+  m.traceSpansDropped("export_failed", -3);
+  m.traceSpansDropped("surprise" as "queue_full", 1);
+  s = await scrape(m);
+  t.equal(valueOf(s, "mythiq_proxy_trace_spans_dropped_total", { reason: "queue_full" }), 1);
+  t.equal(valueOf(s, "mythiq_proxy_trace_spans_dropped_total", { reason: "export_failed" }), 512);
+  t.equal(valueOf(s, "mythiq_proxy_trace_spans_dropped_total", { reason: "other" }), 1);
 });
 
 const CONFIGURED: LabelSets = {

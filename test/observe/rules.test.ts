@@ -1,4 +1,5 @@
-// The alert rules of deploy/prometheus: promtool accepts them, their unit tests pass (and can fail),
+// The alert rules of deploy/prometheus: promtool accepts them, their unit tests (rules.test.yaml,
+// evaluated every minute, and rules.days.test.yaml for alerts that count days, every hour) pass and can fail,
 // every alert is tested firing and not firing and carries a runbook line, the PrometheusRule holds
 // exactly the same rules, and every metric they name is one the proxy exports.
 import t from "tap";
@@ -10,7 +11,8 @@ import { metricFamilies, mentionedMetrics, PROMTOOL, promtool, seriesNames } fro
 
 const DIR = join(import.meta.dirname, "../../deploy/prometheus");
 const RULES = join(DIR, "rules.yaml");
-const TESTS = join(DIR, "rules.test.yaml");
+/** The unit test files: every minute, and every hour for alerts that count days. */
+const TEST_FILES = ["rules.test.yaml", "rules.days.test.yaml"] as const;
 const OPERATOR = join(DIR, "prometheusrule.yaml");
 
 interface Rule {
@@ -37,7 +39,8 @@ interface TestGroup {
 }
 
 const rulesFile = parse(readFileSync(RULES, "utf8")) as { groups: Group[] };
-const testsFile = parse(readFileSync(TESTS, "utf8")) as { rule_files: string[]; evaluation_interval: string; tests: TestGroup[] };
+type TestsFile = { rule_files: string[]; evaluation_interval: string; tests: TestGroup[] };
+const testsFiles = new Map(TEST_FILES.map((name) => [name, parse(readFileSync(join(DIR, name), "utf8")) as TestsFile]));
 const alerts = rulesFile.groups.flatMap((g) => g.rules).filter((r): r is Rule & { alert: string } => r.alert !== undefined);
 
 void t.test("promtool is installed", (t) => {
@@ -52,14 +55,16 @@ void t.test("promtool check rules accepts rules.yaml", async (t) => {
 });
 
 void t.test("promtool test rules: every unit test passes", async (t) => {
-  const { code, output } = await promtool(["test", "rules", "rules.test.yaml"], "", DIR);
-  t.equal(code, 0, output);
-  t.match(output, /SUCCESS/);
+  for (const name of TEST_FILES) {
+    const { code, output } = await promtool(["test", "rules", name], "", DIR);
+    t.equal(code, 0, `${name}: ${output}`);
+    t.match(output, /SUCCESS/);
+  }
 });
 
 void t.test("every alert is tested firing and not firing", (t) => {
   t.ok(alerts.length >= 15, `${alerts.length} alerts`);
-  const cases = testsFile.tests.flatMap((g) => g.alert_rule_test ?? []);
+  const cases = [...testsFiles.values()].flatMap((f) => f.tests.flatMap((g) => g.alert_rule_test ?? []));
   for (const alert of alerts) {
     const mine = cases.filter((c) => c.alertname === alert.alert);
     t.ok(
@@ -128,7 +133,7 @@ void t.test("prometheusrule.yaml is a standalone PrometheusRule with exactly the
 
 // Mutations that must make the unit tests fail: each removes one safeguard of a rule, and the
 // test group named next to it has a series that would then fire (or stop firing).
-const MUTATIONS: Array<{ name: string; from: string | RegExp; to: string; group: string }> = [
+const MUTATIONS: Array<{ name: string; from: string | RegExp; to: string; group: string; file?: (typeof TEST_FILES)[number] }> = [
   {
     name: "no baseline: steady traffic counts as a spike",
     from: /> 3 \* \(/g,
@@ -159,6 +164,20 @@ const MUTATIONS: Array<{ name: string; from: string | RegExp; to: string; group:
     to: `up == 0`,
     group: "down for 5 minutes fires; up, or another job down, does not",
   },
+  {
+    name: "a key's uses are not seen",
+    from: "max_over_time(mythiq_proxy_key_last_used_timestamp_seconds[1h]) > time() - 3600",
+    to: "max_over_time(mythiq_proxy_key_last_used_timestamp_seconds[1h]) > time() + 3600",
+    group: "a configured key unused for 30 days fires; used, recently used or recently added keys do not",
+    file: "rules.days.test.yaml",
+  },
+  {
+    name: "unused for a day is enough",
+    from: "for: 30d",
+    to: "for: 1d",
+    group: "a configured key unused for 30 days fires; used, recently used or recently added keys do not",
+    file: "rules.days.test.yaml",
+  },
 ];
 
 void t.test("the unit tests catch a rule that lost a safeguard", async (t) => {
@@ -167,6 +186,7 @@ void t.test("the unit tests catch a rule that lost a safeguard", async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const runs = MUTATIONS.map(async (mutation, i) => {
     const mutated = typeof mutation.from === "string" ? source.replace(mutation.from, mutation.to) : source.replace(mutation.from, mutation.to);
+    const testsFile = testsFiles.get(mutation.file ?? "rules.test.yaml")!;
     const tests = testsFile.tests.filter((g) => g.name === mutation.group);
     writeFileSync(join(dir, `rules-${i}.yaml`), mutated);
     writeFileSync(join(dir, `tests-${i}.yaml`), stringify({ ...testsFile, rule_files: [`rules-${i}.yaml`], tests }));

@@ -75,7 +75,11 @@ void t.test("a checked body sets ctx.model and ctx.imageCount", async (t) => {
   t.equal(formCtx.imageCount, 2);
   const refused = ctxFor();
   t.equal(run(refused, '{"model":"openai/dall-e-3","n":2}'), "model_not_allowed");
-  t.equal(refused.model, undefined, "a refused body sets nothing");
+  t.equal(refused.model, "openai/dall-e-3", "model_not_allowed names the model refused (SPEC §11: the audit line does)");
+  t.equal(refused.imageCount, 1, "and nothing else");
+  const invalid = ctxFor();
+  t.equal(run(invalid, '{"model":"stability/sdxl","n":"2"}'), "invalid_json");
+  t.equal(invalid.model, undefined, "other refusals set nothing");
 });
 
 void t.test("content types and encodings on checked routes", async (t) => {
