@@ -15,6 +15,8 @@
  *   --env=NAME=VALUE       an environment variable for every mythiq-proxy process (repeatable)
  *   --systems=a,b,...      with --only=throughput: the systems to compare (mythiq and bare always; express, nginx)
  *   --node-flag=FLAG       Node flags for mythiq-proxy and the Node peers instead of the Dockerfile's (repeatable)
+ *   --remove=NAME,...      a removal experiment: mythiq-proxy with those components taken out of its
+ *                          built code (bench/experiments/removals.ts; bench/components.ts runs them all)
  *
  * Run from an exported tree (no .git), set BENCH_COMMIT=<sha> to name the commit in the report.
  *
@@ -37,6 +39,7 @@ import { compareMarkdown, profileMarkdown, summarizeProfile } from "./profile-su
 import { atLeast, atMost, consoleTable, fmt, keptNotes, markdownTable, median, type Target } from "./report.ts";
 import { getModels, postImage } from "./requests.ts";
 import { alternate, latencySummary, throughputSummary, versus, type Pair, type PerSystem } from "./rounds.ts";
+import { removalsFromEnv } from "./experiments/removals.ts";
 import { answerProblems } from "./sanity.ts";
 import {
   concurrentHold,
@@ -63,7 +66,7 @@ const RESULTS = path.join(ROOT, "bench", "results");
 const MAIN_JS = path.join(ROOT, "dist", "main.js");
 
 const USAGE =
-  "usage: npm run bench [-- --quick | --profile | --only=throughput [--systems=mythiq,bare,express,nginx]] [--env=NAME=VALUE ...] [--node-flag=FLAG ...]\n";
+  "usage: npm run bench [-- --quick | --profile | --only=throughput [--systems=mythiq,bare,express,nginx]] [--env=NAME=VALUE ...] [--remove=NAME,...] [--node-flag=FLAG ...]\n";
 const argv = process.argv.slice(2);
 const valuesOf = (prefix: string): string[] => argv.filter((a) => a.startsWith(prefix)).map((a) => a.slice(prefix.length));
 const QUICK = argv.includes("--quick");
@@ -77,15 +80,19 @@ const THROUGHPUT_ONLY = ONLY.includes("throughput");
 const GIVEN_FLAGS = valuesOf("--node-flag=");
 const NODE_FLAGS = GIVEN_FLAGS.length > 0 ? GIVEN_FLAGS : shippedNodeFlags();
 /** Extra environment for every mythiq-proxy process, for experiments (`--env=NAME=VALUE`). */
-const MYTHIQ_ENV: Record<string, string> = Object.fromEntries(
-  valuesOf("--env=").map((pair) => [pair.slice(0, Math.max(0, pair.indexOf("="))), pair.slice(pair.indexOf("=") + 1)]),
-);
+const REMOVE = valuesOf("--remove=").join(",");
+const MYTHIQ_ENV: Record<string, string> = {
+  ...Object.fromEntries(valuesOf("--env=").map((pair) => [pair.slice(0, Math.max(0, pair.indexOf("="))), pair.slice(pair.indexOf("=") + 1)])),
+  ...(REMOVE === ""
+    ? {}
+    : { BENCH_REMOVE: REMOVE, NODE_OPTIONS: `--import=${path.join(ROOT, "bench", "experiments", "register.ts")}` }),
+};
 const ALL_SYSTEMS: readonly SystemName[] = ["bare", "mythiq", "express", "nginx"];
 const GIVEN_SYSTEMS = valuesOf("--systems=").flatMap((list) => list.split(","));
 {
   const problems: string[] = [];
   const known = (a: string): boolean =>
-    a === "--quick" || a === "--profile" || ["--only=", "--node-flag=", "--env=", "--systems="].some((prefix) => a.startsWith(prefix));
+    a === "--quick" || a === "--profile" || ["--only=", "--node-flag=", "--env=", "--systems=", "--remove="].some((prefix) => a.startsWith(prefix));
   const unknown = argv.filter((a) => !known(a));
   if (unknown.length > 0) problems.push(`unknown argument ${unknown.join(" ")}`);
   if (ONLY.some((o) => o !== "throughput")) problems.push(`--only takes "throughput"`);
@@ -93,6 +100,11 @@ const GIVEN_SYSTEMS = valuesOf("--systems=").flatMap((list) => list.split(","));
   if (GIVEN_SYSTEMS.length > 0 && !THROUGHPUT_ONLY) problems.push("--systems goes with --only=throughput (the full run measures every system)");
   const unknownSystems = GIVEN_SYSTEMS.filter((s) => !(ALL_SYSTEMS as readonly string[]).includes(s));
   if (unknownSystems.length > 0) problems.push(`unknown system ${unknownSystems.join(", ")} (known: ${ALL_SYSTEMS.join(", ")})`);
+  try {
+    removalsFromEnv(REMOVE);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   if (PROFILE && THROUGHPUT_ONLY) problems.push("--profile and --only=throughput are separate runs");
   if (problems.length > 0) {
     process.stderr.write(`bench: ${problems.join("; ")}\n${USAGE}`);

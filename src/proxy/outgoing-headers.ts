@@ -48,7 +48,6 @@ const DROPPED = new Set([
   "x-request-id",
 ]);
 
-const DROPPED_PREFIXES = ["proxy-", "x-forwarded-"];
 
 /** Methods whose empty body is sent without `content-length` (they do not anticipate content). */
 const BODYLESS_METHODS = new Set(["GET", "HEAD", "DELETE", "OPTIONS"]);
@@ -73,10 +72,13 @@ export interface OutgoingHeadersInput {
   readonly key: string;
 }
 
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
 /** Names the caller's `Connection` header lists: they are hop-by-hop for this request. */
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+function connectionTokens(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const raw: string | string[] | undefined = headers.connection;
-  const values: readonly string[] = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
+  if (raw === undefined) return NO_TOKENS;
+  const values: readonly string[] = Array.isArray(raw) ? raw : [raw];
   const tokens = new Set<string>();
   for (const value of values) {
     for (const token of value.split(",")) {
@@ -88,12 +90,7 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
 }
 
 function dropped(name: string, named: ReadonlySet<string>): boolean {
-  return (
-    DROPPED.has(name) ||
-    named.has(name) ||
-    name.startsWith(":") ||
-    DROPPED_PREFIXES.some((prefix) => name.startsWith(prefix))
-  );
+  return DROPPED.has(name) || named.has(name) || name.startsWith(":") || name.startsWith("proxy-") || name.startsWith("x-forwarded-");
 }
 
 /** The caller's declared body length, when it sent a valid one (Node's parser has refused bad ones). */
@@ -111,7 +108,11 @@ function declaredLength(headers: IncomingHttpHeaders): number | undefined {
 export function buildOutgoingHeaders(input: OutgoingHeadersInput): Record<string, string | string[]> {
   const named = connectionTokens(input.headers);
   const out: Record<string, string | string[]> = {};
-  for (const [rawName, value] of Object.entries(input.headers)) {
+  const headers = input.headers;
+  // Node's parser gives lower-case names; `toLowerCase` keeps that true for any other caller
+  // (it returns the same string, without copying, when there is nothing to change).
+  for (const rawName of Object.keys(headers)) {
+    const value = headers[rawName];
     const name = rawName.toLowerCase();
     if (value === undefined || dropped(name, named)) continue;
     out[name] = value;
