@@ -86,6 +86,10 @@ export const REMOVALS: Readonly<Record<string, Removal>> = {
       },
     ],
   },
+  "log-timer": {
+    what: "not a removal: log lines flushed to stdout every 10 ms instead of once per event-loop turn (fewer, larger writes)",
+    edits: [{ file: "/dist/observe/log.js", find: "setImmediate(flush)", replace: "setTimeout(flush, 10)" }],
+  },
   shedding: {
     what: "load shedding on event-loop lag (bench/instructions.ts: a process under valgrind lags by nature)",
     edits: [{ file: "/dist/lifecycle/start.js", find: "options.overload === false", replace: "true" }],
@@ -97,7 +101,7 @@ export const REMOVALS: Readonly<Record<string, Removal>> = {
 };
 
 /** Removals that are not components of a request's cost: left out of the default lists. */
-export const NOT_COMPONENTS: ReadonlySet<string> = new Set(["shedding"]);
+export const NOT_COMPONENTS: ReadonlySet<string> = new Set(["shedding", "log-timer"]);
 
 /** The removals named in `BENCH_REMOVE` (comma-separated); throws on an unknown name. */
 export function removalsFromEnv(value: string | undefined): Removal[] {
