@@ -24,10 +24,8 @@ import { hostname } from "node:os";
 import { lazyImport } from "../../lazy-import.ts";
 import type { RequestContext } from "../../pipeline/types.ts";
 import { VERSION } from "../../version.ts";
-import type { Logger } from "../log.ts";
-import type { SpanDropReason } from "../metrics.ts";
 import { clientEnd, clientStart, serverAttributes, serverFailed, serverSpanName } from "./attributes.ts";
-import type { AttemptSpan, RequestTrace, RequestTracer } from "./types.ts";
+import type { AttemptSpan, RequestTrace, RequestTracer, TracerSettings } from "./types.ts";
 
 const loadOpenTelemetry = lazyImport("OpenTelemetry", async () => {
   const [api, core, sdk, otlp, resources] = await Promise.all([
@@ -58,17 +56,7 @@ export const DEFAULT_BATCH: BatchSettings = Object.freeze({
   exportTimeoutMillis: 10_000,
 });
 
-export interface OtelTracerOptions {
-  /** The OTLP/HTTP traces URL. */
-  readonly endpoint: string;
-  /** Resolved header values: secrets, handed to the exporter only. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly serviceName: string;
-  /** 0..1: share of new traces recorded; a continued trace follows its parent's sampled flag. */
-  readonly sampleRatio: number;
-  readonly logger: Logger;
-  /** Spans dropped (`trace_spans_dropped_total`). */
-  readonly onDropped: (reason: SpanDropReason, count: number) => void;
+export interface OtelTracerOptions extends TracerSettings {
   /** Default `DEFAULT_BATCH` (tests shorten it). */
   readonly batch?: BatchSettings;
 }

@@ -12,7 +12,9 @@ import type { SecretRef, TracingConfig } from "../../config/types.ts";
 import type { Environment } from "../../keys/env-source.ts";
 import { errorFields, type Logger } from "../log.ts";
 import type { SpanDropReason } from "../metrics.ts";
-import type { RequestTracer } from "./types.ts";
+import type { RequestTracer, TracerSettings } from "./types.ts";
+
+export type { TracerSettings } from "./types.ts";
 
 /** How long a replaced or stopping tracer may spend exporting what it still holds. */
 export const TRACER_SHUTDOWN_MS = 5_000;
@@ -20,15 +22,6 @@ export const TRACER_SHUTDOWN_MS = 5_000;
 /** What builds a tracer from resolved settings (the OpenTelemetry one in production). */
 export type TracerFactory = (settings: TracerSettings) => Promise<RequestTracer>;
 
-export interface TracerSettings {
-  readonly endpoint: string;
-  /** Resolved header values. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly serviceName: string;
-  readonly sampleRatio: number;
-  readonly logger: Logger;
-  readonly onDropped: (reason: SpanDropReason, count: number) => void;
-}
 
 export interface TracingDeps {
   readonly logger: Logger;

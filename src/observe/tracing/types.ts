@@ -10,6 +10,8 @@
 import type { Reason } from "../../errors.ts";
 import type { HeldKey } from "../../keys/types.ts";
 import type { RequestContext, RequestHead } from "../../pipeline/types.ts";
+import type { Logger } from "../log.ts";
+import type { SpanDropReason } from "../metrics.ts";
 
 /**
  * Whether a request's incoming `traceparent` may be continued (`tracing.trust_incoming`, compiled
@@ -75,4 +77,18 @@ export interface RequestTracer {
   begin(id: string, head: RequestHead, trust: TrustIncoming): RequestTrace;
   /** Exports what is queued (bounded by `timeoutMs`) and stops; spans begun later are not exported. */
   shutdown(timeoutMs: number): Promise<void>;
+}
+
+/** The settings a tracer is built from: `tracing` with its header secrets resolved. */
+export interface TracerSettings {
+  /** The OTLP/HTTP traces URL. */
+  readonly endpoint: string;
+  /** Resolved header values: secrets, handed to the exporter only. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly serviceName: string;
+  /** 0..1: share of new traces recorded; a continued trace follows its parent's sampled flag. */
+  readonly sampleRatio: number;
+  readonly logger: Logger;
+  /** Spans dropped (`trace_spans_dropped_total`). */
+  readonly onDropped: (reason: SpanDropReason, count: number) => void;
 }
