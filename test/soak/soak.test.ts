@@ -20,8 +20,13 @@ t.test("a 60 s soak under faults: nothing unexpected, nothing lost, nothing grow
   const dir = mkdtempSync(join(tmpdir(), "mythiq-soak-test-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const json = join(dir, "result.json");
-  // The soak measures the proxy, not coverage hooks: no NODE_V8_COVERAGE or NODE_OPTIONS from tap.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== "NODE_V8_COVERAGE" && name !== "NODE_OPTIONS"));
+  // The soak measures the proxy, not coverage hooks: no NODE_V8_COVERAGE or NODE_OPTIONS from tap,
+  // and coverage off for the processes tap's spawn hook still follows (otherwise the soak's own
+  // code and dist/ would count in the coverage report).
+  const env = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== "NODE_V8_COVERAGE" && name !== "NODE_OPTIONS")),
+    _TAPJS_PROCESSINFO_COVERAGE_: "0",
+  };
   const child = spawn(process.execPath, [SOAK, "--duration", "60s", "--rate", "150", "--json", json], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   t.teardown(() => {
     if (child.exitCode === null) child.kill("SIGTERM");
