@@ -48,7 +48,6 @@ const DROPPED = new Set([
   "x-request-id",
 ]);
 
-
 /** Methods whose empty body is sent without `content-length` (they do not anticipate content). */
 const BODYLESS_METHODS = new Set(["GET", "HEAD", "DELETE", "OPTIONS"]);
 
@@ -109,8 +108,7 @@ export function buildOutgoingHeaders(input: OutgoingHeadersInput): Record<string
   const named = connectionTokens(input.headers);
   const out: Record<string, string | string[]> = {};
   const headers = input.headers;
-  // Node's parser gives lower-case names; `toLowerCase` keeps that true for any other caller
-  // (it returns the same string, without copying, when there is nothing to change).
+  // Node's parser gives lower-case names; `toLowerCase` keeps that true for any other caller.
   for (const rawName of Object.keys(headers)) {
     const value = headers[rawName];
     const name = rawName.toLowerCase();
