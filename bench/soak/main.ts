@@ -22,7 +22,7 @@ import { invalidConfig, newCredentials, newKey, soakConfig } from "./config.ts";
 import { buildSchedule, startSchedule } from "./faults.ts";
 import { growth, secondHalf } from "./growth.ts";
 import { startSoakProxy } from "./proxy.ts";
-import { startSoakRedis } from "./redis.ts";
+import { startRedisServer } from "../../test/helpers/redis-server.ts";
 import { renderReport, type SoakResult } from "./report.ts";
 import { createRng } from "./rng.ts";
 import { parseMetrics, startSampler } from "./sampler.ts";
@@ -96,7 +96,7 @@ async function main(): Promise<number> {
   const configFile = path.join(dir, "proxy.yaml");
   const monitor = noiseMonitor();
 
-  const redis = await startSoakRedis();
+  const redis = await startRedisServer();
   const upstream = await startSoakUpstream(() => upstreamRng.next());
   const creds = newCredentials();
   let key = newKey();

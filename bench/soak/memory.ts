@@ -22,7 +22,7 @@ import { cpuSeconds, freePort, rssParts } from "../proc.ts";
 import { send, type Outcome } from "./client.ts";
 import { newCredentials, newKey, soakConfig } from "./config.ts";
 import { startSoakProxy } from "./proxy.ts";
-import { startSoakRedis } from "./redis.ts";
+import { startRedisServer } from "../../test/helpers/redis-server.ts";
 import { parseMetrics } from "./sampler.ts";
 import { memoryParts, type MemoryParts } from "./smaps.ts";
 import { startSoakUpstream } from "./upstream.ts";
@@ -41,7 +41,7 @@ const median = (values: number[]): number => values.sort((a, b) => a - b)[Math.f
 const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "mythiq-memory-"));
-const redis = await startSoakRedis();
+const redis = await startRedisServer();
 const upstream = await startSoakUpstream(Math.random);
 const creds = newCredentials();
 const key = newKey();

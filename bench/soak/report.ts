@@ -5,6 +5,7 @@
  */
 import { fmt } from "../report.ts";
 import { CATEGORIES } from "./classify.ts";
+import type { FaultLog } from "./faults.ts";
 import type { Growth } from "./growth.ts";
 import type { MetricsSample, ProcSample } from "./sampler.ts";
 import type { TallySummary } from "./tally.ts";
@@ -38,14 +39,7 @@ export interface SoakResult {
     duplicateIds: number;
     auditByStatusReason: Record<string, number>;
   };
-  readonly faults: {
-    rotations: number;
-    rapidRotations: number;
-    reloadsValid: number;
-    reloadsInvalid: number;
-    sighups: number;
-    redisKills: number;
-    redisStarts: number;
+  readonly faults: FaultLog["counts"] & {
     windows: number;
     upstream: { requests: number; refused: number; faults: Record<string, number> };
     rotationsSeen: number;
