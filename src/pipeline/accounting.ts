@@ -61,13 +61,22 @@ function factsOf(ending: Ending): Facts {
 /**
  * The check named in the audit line and the span (SPEC §11): the pipeline step that refused; for a
  * reply the forwarder made itself, `body` (a streamed body passed max_body), `target` (a query that
- * cannot be sent) or `upstream` (MythIQ's answer, or its absence: the `upstream_*` reasons).
+ * cannot be sent), `ownership` (a list response withheld while the ownership store is down,
+ * `overloaded`) or `upstream` (MythIQ's answer, or its absence: the `upstream_*` reasons).
  */
 function checkOf(ending: Ending): string | undefined {
   if (ending.kind === "refused") return ending.check;
   if (ending.kind !== "forwarded" || ending.result.reason === undefined) return undefined;
-  const reason = ending.result.reason;
-  return reason === "body_too_large" ? "body" : reason === "invalid_path" ? "target" : "upstream";
+  switch (ending.result.reason) {
+    case "body_too_large":
+      return "body";
+    case "invalid_path":
+      return "target";
+    case "overloaded":
+      return "ownership";
+    default:
+      return "upstream";
+  }
 }
 
 const NOTHING: Facts = Object.freeze({

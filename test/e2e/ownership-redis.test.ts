@@ -118,6 +118,12 @@ void t.test("replicas share ownership through Redis; on_store_error decides whil
   t.same([denied.status, denied.json["reason"], denied.arrived], [503, "overloaded", 0], "deny: even the owner gets 503, nothing forwarded");
   const deniedList = await call(two, alice, "GET", "/v1/media");
   t.same([deniedList.status, deniedList.json["reason"]], [503, "overloaded"], "deny: no list is served");
+  const deniedListId = String(deniedList.headers["x-request-id"]);
+  t.match(
+    await two.waitForLog((l) => l["request_id"] === deniedListId),
+    { status: 503, reason: "overloaded", check: "ownership" },
+    "its audit line names ownership as the check, not MythIQ",
+  );
   t.equal(await two.metric("mythiq_proxy_ownership_withheld_total", { kind: "media", reason: "overloaded" }), 1);
   const madeDenied = await call(two, alice, "POST", "/v1/images/generations", { prompt: "during the outage" });
   t.equal(madeDenied.status, 200, "deny: a creator still gets the response");
