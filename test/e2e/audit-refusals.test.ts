@@ -8,7 +8,7 @@ import { builtinSources } from "../../src/keys/sources.ts";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { send } from "../helpers/forward-harness.ts";
 import { createScriptedSource } from "../helpers/keys-fakes.ts";
-import { startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, type LogLine } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, type LogLine } from "../helpers/proxy-harness.ts";
 import { sendRaw } from "../helpers/raw-http.ts";
 
 const LIMITED = "tok-limited-0011223344556677";
@@ -18,13 +18,7 @@ const WALLED = "tok-walled-1357924680abcdef";
 void t.test("every refusal names its check; model refusals name the model asked for", async (t) => {
   const upstream = await startFakeUpstream();
   const proxy = await startTestProxy({
-    yaml: `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstream.url}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-  stuck:
+    yaml: `${configHead(upstream.url)}  stuck:
     source: vault
     vault: { address: http://127.0.0.1:8200, auth: { method: token, token: { env: VAULT_TOKEN } }, path: p, field: f }
 clients:

@@ -10,7 +10,7 @@ import { AUDIENCE, hmacToken, ISSUER, sessionClaims } from "../helpers/fake-jwks
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { send, type ClientResponse } from "../helpers/forward-harness.ts";
 import { leaksKey } from "../helpers/hostile.ts";
-import { startTestProxy, TEST_KEY, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
 
 const APP = "https://app.example.com";
 const SECRET = "browser-flow-session-secret-0123456789abcdef";
@@ -26,13 +26,7 @@ t.before(async () => {
   writeFileSync(secretFile, `${SECRET}\n`);
   proxy = await startTestProxy({
     env: { MYTHIQ_API_KEY: TEST_KEY },
-    yaml: `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstream.url}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-sessions:
+    yaml: `${configHead(upstream.url)}sessions:
   jwt:
     issuer: ${ISSUER}
     audience: ${AUDIENCE}

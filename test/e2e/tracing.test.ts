@@ -19,7 +19,7 @@ import { send } from "../helpers/forward-harness.ts";
 import { freePort } from "../helpers/free-port.ts";
 import { createScriptedSource, value } from "../helpers/keys-fakes.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../helpers/otlp-receiver.ts";
-import { startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type LogLine, type TestProxy } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type LogLine, type TestProxy } from "../helpers/proxy-harness.ts";
 
 const SERVER = 2;
 const CLIENT = 3;
@@ -64,13 +64,7 @@ void t.test("tracing on", async (t) => {
   const receiver = await startOtlpReceiver();
   const batchSource = createScriptedSource("vault", value(TEST_KEY, "1"));
   const proxy = await startTestProxy({
-    yaml: `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstream.url}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-  vaulted:
+    yaml: `${configHead(upstream.url)}  vaulted:
     source: vault
     vault: { address: http://127.0.0.1:8200, auth: { method: token, token: { env: VAULT_TOKEN } }, path: p, field: f }
 clients:
@@ -297,13 +291,7 @@ tracing:
 async function proxyTracingTo(t: Test, endpoint: string, exportTimeoutMillis: number): Promise<{ proxy: TestProxy; upstream: FakeUpstream }> {
   const upstream = await startFakeUpstream();
   const proxy = await startTestProxy({
-    yaml: `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstream.url}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-clients:
+    yaml: `${configHead(upstream.url)}clients:
   - id: web
     auth: { tokens: ["${TOKEN_HASH}"] }
     routes: [GET /v1/models]

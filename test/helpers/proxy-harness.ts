@@ -30,6 +30,20 @@ export const TOKEN = "tok-web-0123456789abcdef";
 export const TOKEN_HASH = hashToken(TOKEN);
 
 /**
+ * The listen, admin and upstream lines every test config starts with (an http:// fake upstream,
+ * short timeouts), then the env key `default`: append `clients:` and anything else.
+ */
+export function configHead(upstreamUrl: string): string {
+  return `
+listen: { host: 127.0.0.1, port: 8080 }
+admin: { host: 127.0.0.1, port: 9090 }
+upstream: { url: ${upstreamUrl}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
+keys:
+  default: { source: env, env: MYTHIQ_API_KEY }
+`;
+}
+
+/**
  * A small valid config: client `web` (token `TOKEN`, a few routes, 1 KiB bodies) and client
  * `local` (anonymous, loopback networks, origin http://localhost:3000, GET /v1/models only).
  * `extra` is appended verbatim (top-level keys).
