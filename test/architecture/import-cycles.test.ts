@@ -1,4 +1,4 @@
-// Dependencies point down (STYLE.md): no import cycle anywhere in the project, type-only imports
+// Dependencies point down: no import cycle anywhere in the project, type-only imports
 // included. The checker itself is proven on a fixture whose two files import each other's types.
 import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
