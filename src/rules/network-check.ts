@@ -1,6 +1,6 @@
 /**
  * SPEC §4 step 4, network half: a client that sets `networks` is only served to callers inside
- * them. The caller is `ctx.ip` (resolved when the context is built, see runtime.ts), never the socket: behind a trusted ingress the
+ * them. The caller is `ctx.ip` (resolved when the context is built, see src/pipeline/compile.ts), never the socket: behind a trusted ingress the
  * socket is the ingress.
  */
 import type { ClientConfig } from "../config/types.ts";
