@@ -121,7 +121,8 @@ function slowShared(delayMs: number) {
 }
 
 t.test("a shared store slower than timeoutMs: decided locally at the deadline; what it grants late is given back", async (t) => {
-  const shared = slowShared(150);
+  // The store is far slower than the deadline, so a loaded machine's timer lag cannot blur the two.
+  const shared = slowShared(600);
   const decisions: string[] = [];
   const store = createGuardedStore({
     shared: shared.store,
@@ -133,12 +134,12 @@ t.test("a shared store slower than timeoutMs: decided locally at the deadline; w
   const started = performance.now();
   const [token, slot, reservation] = await Promise.all([store.take("k", bucket), store.acquire("c", 1), store.reserve("b", 5, 5, 60_000)]);
   const took = performance.now() - started;
-  t.ok(took >= 35 && took < 140, `decided after about timeoutMs, not the store's 150 ms (${took.toFixed(0)} ms)`);
+  t.ok(took >= 35 && took < 400, `decided after about timeoutMs, not the store's 600 ms (${took.toFixed(0)} ms)`);
   t.same(token, { ok: true });
   t.ok(slot !== UNAVAILABLE && slot !== undefined);
   t.ok(reservation !== UNAVAILABLE && reservation !== undefined);
   t.same(decisions.sort(), ["budget allowed", "concurrency allowed", "rate_limit allowed"]);
-  await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 1_000));
   t.equal(shared.memory.outstanding(), 0, "the slot and the reservation the shared store granted late were given back");
   t.ok(await shared.memory.reserve("b", 5, 5, 60_000), "the late reservation no longer counts");
 });
@@ -203,5 +204,5 @@ t.test("the first connection's wait counts against timeoutMs", async (t) => {
   const begun = performance.now();
   t.equal(await store.take("k", bucket), UNAVAILABLE);
   const took = performance.now() - begun;
-  t.ok(took >= 75 && took < 200, `50 ms waiting for the connection + 30 ms for the call = timeoutMs (${took.toFixed(0)} ms)`);
+  t.ok(took >= 75 && took < 400, `50 ms waiting for the connection + 30 ms for the call = timeoutMs (${took.toFixed(0)} ms)`);
 });
