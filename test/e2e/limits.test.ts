@@ -152,10 +152,13 @@ t.test("concurrency: streams hold their slot until they end; an aborted request 
   await until("streams to end", async () => valueOf(await scrape(), "mythiq_proxy_inflight_requests", { client: "streams" }) === 0);
 
   // Every slot came back exactly once: two fit again, the third does not.
-  upstream.fallback = { type: "sse", events: [{ data: "x" }, { data: "y", until: new Promise<void>((r) => setTimeout(r, 300)) }] };
+  let finish: () => void = () => {};
+  const held = new Promise<void>((r) => (finish = r));
+  upstream.fallback = { type: "sse", events: [{ data: "x" }, { data: "y", until: held }] };
   const pair = [get(TOKENS.streams), get(TOKENS.streams)];
   await until("two more streams", () => upstream.requests.length === before + 5);
   isRefusal(t, await get(TOKENS.streams), "concurrency_limited");
+  finish();
   for (const res of await Promise.all(pair)) t.equal(res.status, 200);
 });
 

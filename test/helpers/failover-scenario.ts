@@ -291,9 +291,14 @@ export async function checkFailover(t: Test, report: FailoverReport, replicas: r
   if (process.env["FAILOVER_DEBUG"] === "1") t.comment(storeLog(replicas));
 
   t.ok(report.localRateAllowed > 0, "requests were served in local mode during the failover (reported by the proxies)");
+  // Redis replicates asynchronously: tokens the old primary granted just before it was killed may
+  // never reach the new one, which then grants them again (docs/limits.md, "forgiven too"). Those
+  // can only be among the requests accepted in the last 100 ms before the kill.
+  const maybeUnreplicated = rated.filter((s) => s.status === 200 && s.at >= report.killedAt - 100 && s.at < report.killedAt).length;
   t.ok(
-    Math.abs(acceptedRated - RATE_LIMIT) <= report.localRateAllowed,
-    `rate limit: ${acceptedRated} accepted = ${RATE_LIMIT} ± ${report.localRateAllowed} (requests served locally)`,
+    acceptedRated >= RATE_LIMIT - report.localRateAllowed && acceptedRated <= RATE_LIMIT + report.localRateAllowed + maybeUnreplicated,
+    `rate limit: ${acceptedRated} accepted = ${RATE_LIMIT} + ${report.localRateAllowed} (requests served locally)` +
+      ` + at most ${maybeUnreplicated} (accepted in the 100 ms before the kill)`,
   );
   t.ok(
     spentUsd <= DAILY_USD + report.writtenBackUsd + 1e-9,

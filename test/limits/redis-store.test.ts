@@ -132,15 +132,16 @@ t.test("a kept reservation stays; giving back an absent counter never makes it n
 });
 
 t.test("a dead replica's slots free themselves when their lease runs out; a live one's are renewed", async (t) => {
-  const live = (await open({ prefix: "lease:", leaseMs: 300 })).store;
-  const dying = (await open({ prefix: "lease:", leaseMs: 300 })).store;
-  const other = (await open({ prefix: "lease:", leaseMs: 300 })).store;
+  // A 1 s lease, renewed every third of it: a loaded machine's timer lag stays well inside it.
+  const live = (await open({ prefix: "lease:", leaseMs: 1_000 })).store;
+  const dying = (await open({ prefix: "lease:", leaseMs: 1_000 })).store;
+  const other = (await open({ prefix: "lease:", leaseMs: 1_000 })).store;
   const held = await live.acquire("conc:live", 1);
   t.ok(held);
   t.ok(await dying.acquire("conc:dead", 1));
   await dying.close(); // dies holding its slot: no release, no renewal
   t.equal(await other.acquire("conc:dead", 1), undefined, "still held right after");
-  await new Promise((r) => setTimeout(r, 450));
+  await new Promise((r) => setTimeout(r, 1_300));
   const freed = await other.acquire("conc:dead", 1);
   t.ok(freed, "free once the lease ran out");
   t.equal(await other.acquire("conc:live", 1), undefined, "the live replica's slot was renewed past its first lease");

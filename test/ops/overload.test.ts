@@ -31,9 +31,10 @@ t.test("the monitor sheds on lasting lag, not on one pause, and recovers by itse
   const changes: Array<[boolean, number]> = [];
   let wake: (() => void) | undefined;
   const monitor = createLagMonitor({
+    // Thresholds far above the lag a loaded two-core machine adds by itself (tens of ms).
     interval: 20,
-    shedAbove: 60,
-    recoverBelow: 20,
+    shedAbove: 200,
+    recoverBelow: 60,
     onChange: (shedding, lag) => {
       changes.push([shedding, lag]);
       wake?.();
@@ -46,17 +47,17 @@ t.test("the monitor sheds on lasting lag, not on one pause, and recovers by itse
   const changed = (): Promise<void> => new Promise((resolve) => (wake = resolve));
 
   t.equal(monitor.shedSeconds(), undefined, "idle: nothing shed");
-  busy(150);
+  busy(500);
   t.ok((monitor.shedSeconds() ?? 0) >= 1, "stuck right now (timer overdue by more than 2 x shedAbove): shed");
-  // A few samples later the pause is history: one 150 ms pause smooths to well under shedAbove.
+  // A few samples later the pause is history: one 500 ms pause smooths to about 145, under shedAbove.
   await new Promise((resolve) => setTimeout(resolve, 100));
   t.equal(monitor.shedding(), false, "one pause does not switch shedding on");
   t.equal(monitor.shedSeconds(), undefined, "and nothing is shed once it is over");
 
-  const load = lagger(100);
+  const load = lagger(300);
   await changed();
   t.same(changes.at(-1)?.[0], true, "lasting lag switches shedding on");
-  t.ok(monitor.lagMs() > 60);
+  t.ok(monitor.lagMs() > 200);
   const seconds = monitor.shedSeconds();
   t.ok(seconds !== undefined && seconds >= 1 && seconds <= 30, `Retry-After ${seconds} s`);
 
@@ -67,7 +68,7 @@ t.test("the monitor sheds on lasting lag, not on one pause, and recovers by itse
   t.equal(changes.length, 2, "no flapping");
 
   monitor.close();
-  busy(100);
+  busy(500);
   t.equal(monitor.shedSeconds(), undefined, "a closed monitor sheds nothing");
 });
 
