@@ -347,7 +347,9 @@ void t.test("histograms put observations in the right buckets", async (t) => {
   t.equal(valueOf(s, "mythiq_proxy_request_duration_seconds_count", { client: "batch" }), 6);
 });
 
-void t.test("recording a request costs a few microseconds", async (t) => {
+// The cost per request is measured by `npm run bench:components`, not here (no timed tests); the
+// figure is only printed as a comment.
+void t.test("100 000 requests recorded in a row: every one counted", async (t) => {
   const m = metricsWith();
   const facts = [
     { client: "web-app", route: "POST /v1/images/generations", model: "stability/sdxl", status: 200, durationSeconds: 3.2, bytesIn: 120, bytesOut: 40_000, key: "production" },
@@ -368,7 +370,6 @@ void t.test("recording a request costs a few microseconds", async (t) => {
   run(n);
   const perRequestUs = Number(process.hrtime.bigint() - start) / n / 1000;
   t.comment(`requestFinished (key usage included) + inflight ±1: ${perRequestUs.toFixed(2)} µs per request`);
-  t.ok(perRequestUs < 25, `${perRequestUs.toFixed(2)} µs < 25 µs (a loose bound; typically ~1 µs)`);
   const unknownCalls = Math.floor((10_000 + 1) / 3) + Math.floor((n + 1) / 3); // i % 3 === 2 in each run
   t.equal(valueOf(await scrape(m), "mythiq_proxy_requests_total", { client: "unknown" }), unknownCalls, "every call counted");
 });
