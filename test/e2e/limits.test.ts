@@ -9,7 +9,7 @@ import { msUntilUtcMidnight } from "../../src/limits/utc-day.ts";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../helpers/fake-upstream.ts";
 import { send, type ClientResponse } from "../helpers/forward-harness.ts";
 import { parseScrape, valueOf } from "../helpers/prom-text.ts";
-import { startTestProxy, TEST_KEY, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
 
 const TOKENS = {
   rated: "tok-rated-0123456789abcdef",
@@ -19,13 +19,7 @@ const TOKENS = {
 } as const;
 
 function yaml(upstreamUrl: string): string {
-  return `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstreamUrl}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-clients:
+  return `${configHead(upstreamUrl)}clients:
   - id: rated
     auth: { tokens: ["${hashToken(TOKENS.rated)}"] }
     routes: [GET /v1/models]

@@ -9,19 +9,13 @@ import { createSessionIssuer, type SessionIssuer } from "../../src/policy/sessio
 import { gzipSync } from "node:zlib";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { send, type ClientResponse } from "../helpers/forward-harness.ts";
-import { startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
 
 const SESSION_SECRET = "ownership-hs256-secret-0123456789abcdef";
 const env = { MYTHIQ_API_KEY: TEST_KEY, SESSION_SECRET };
 
 function yaml(upstreamUrl: string, options: { ttl?: string } = {}): string {
-  return `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstreamUrl}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s, idle_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-sessions:
+  return `${configHead(upstreamUrl)}sessions:
   jwt: { issuer: https://auth.test, audience: mythiq-proxy, secret: { env: SESSION_SECRET }, algorithms: [HS256], client_claim: client }
 clients:
   - id: web
