@@ -14,14 +14,11 @@ import { errorFields, type Logger } from "../log.ts";
 import type { SpanDropReason } from "../metrics.ts";
 import type { RequestTracer, TracerSettings } from "./types.ts";
 
-export type { TracerSettings } from "./types.ts";
-
 /** How long a replaced or stopping tracer may spend exporting what it still holds. */
 export const TRACER_SHUTDOWN_MS = 5_000;
 
 /** What builds a tracer from resolved settings (the OpenTelemetry one in production). */
 export type TracerFactory = (settings: TracerSettings) => Promise<RequestTracer>;
-
 
 export interface TracingDeps {
   readonly logger: Logger;

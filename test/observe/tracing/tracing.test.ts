@@ -4,8 +4,8 @@
 // tracer in force; shutdown stops it. And `trust_incoming`, compiled per config.
 import t from "tap";
 import type { TracingConfig } from "../../../src/config/types.ts";
-import { createTracing, type TracerSettings } from "../../../src/observe/tracing/tracing.ts";
-import type { RequestTracer } from "../../../src/observe/tracing/types.ts";
+import { createTracing } from "../../../src/observe/tracing/tracing.ts";
+import type { RequestTracer, TracerSettings } from "../../../src/observe/tracing/types.ts";
 import { compileTraceTrust } from "../../../src/pipeline/trace-trust.ts";
 import { makeCaller, makeClient, makeContext } from "../../helpers/context.ts";
 import { createRecordingLogger } from "../../helpers/keys-fakes.ts";
