@@ -4,7 +4,7 @@
 import t from "tap";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { send } from "../helpers/forward-harness.ts";
-import { startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, TOKEN, TOKEN_HASH, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
 
 let upstream: FakeUpstream;
 let proxy: TestProxy;
@@ -12,13 +12,7 @@ let proxy: TestProxy;
 t.before(async () => {
   upstream = await startFakeUpstream();
   proxy = await startTestProxy({
-    yaml: `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstream.url}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-clients:
+    yaml: `${configHead(upstream.url)}clients:
   - id: app
     auth: { tokens: ["${TOKEN_HASH}"] }
     routes: [POST /v1/images/generations, POST /v1/videos/generations, POST /v1/images/edits, "POST /v1/media/{id}"]

@@ -8,20 +8,14 @@ import { loadConfigFile } from "../../src/config/load.ts";
 import { createSessionIssuer } from "../../src/policy/sessions.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { send } from "../helpers/forward-harness.ts";
-import { startTestProxy, TEST_KEY, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
+import { configHead, startTestProxy, TEST_KEY, waitReady, type TestProxy } from "../helpers/proxy-harness.ts";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server.ts";
 
 const SESSION_SECRET = "ownership-redis-hs256-secret-0123456789abcdef";
 const env = (redis: RedisServer) => ({ MYTHIQ_API_KEY: TEST_KEY, SESSION_SECRET, REDIS_URL: redis.url });
 
 function yaml(upstreamUrl: string, onStoreError: "local" | "deny"): string {
-  return `
-listen: { host: 127.0.0.1, port: 8080 }
-admin: { host: 127.0.0.1, port: 9090 }
-upstream: { url: ${upstreamUrl}, allow_insecure_upstream: true, connect_timeout: 2s, response_timeout: 5s }
-keys:
-  default: { source: env, env: MYTHIQ_API_KEY }
-sessions:
+  return `${configHead(upstreamUrl)}sessions:
   jwt: { issuer: https://auth.test, audience: mythiq-proxy, secret: { env: SESSION_SECRET }, algorithms: [HS256], client_claim: client }
 clients:
   - id: web
